@@ -1,0 +1,83 @@
+#include "qmetal/device.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "qmetal/buffer.h"
+#include "qmetal/error.h"
+
+namespace qmetal {
+
+std::string_view backend_name(Backend backend) {
+  return backend == Backend::metal ? "metal" : "sim";
+}
+
+Backend backend_from_name(std::string_view name, const char* what) {
+  if (name == "sim") return Backend::sim;
+  if (name == "metal") return Backend::metal;
+  value_error(what, ": expected 'sim' or 'metal', got '", std::string(name), "'");
+}
+
+namespace {
+
+const char* host_architecture() {
+#if defined(__x86_64__)
+  return "x86_64";
+#elif defined(__aarch64__) || defined(__arm64__)
+  return "arm64";
+#else
+  return "unknown";
+#endif
+}
+
+uint64_t physical_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  return pages > 0 ? static_cast<uint64_t>(pages) * page_size() : 0;
+}
+
+// The simulator models an Apple7+ GPU (simdgroup matrices, bfloat) with the
+// limits Metal guarantees on every such device.
+DevicePtr make_sim_device() {
+  DeviceCapabilities caps;
+  caps.max_buffer_length = size_t(1) << 40;
+  // 16 bytes: the widest vector load a kernel makes (float4 / uint4).
+  caps.wrap_alignment = 16;
+  caps.recommended_working_set = physical_memory();
+  const unsigned threads = std::thread::hardware_concurrency();
+  std::string name = "qmetal simulator (" + std::string(host_architecture()) + ", " +
+                     std::to_string(threads == 0 ? 1 : threads) + " threads)";
+  return std::make_shared<Device>(Backend::sim, std::move(name),
+                                  std::string("sim-") + host_architecture(), caps);
+}
+
+}  // namespace
+
+bool backend_available(Backend backend) {
+  // The Metal backend is added by the Objective-C++ layer on macOS builds.
+  return backend == Backend::sim;
+}
+
+DevicePtr get_device(Backend backend) {
+  if (!backend_available(backend)) {
+    value_error("backend: '", backend_name(backend),
+                "' is not available in this build (available: 'sim')");
+  }
+  static std::once_flag once;
+  static DevicePtr sim;
+  std::call_once(once, [] { sim = make_sim_device(); });
+  return sim;
+}
+
+DevicePtr default_device() {
+  if (const char* env = std::getenv("QMETAL_BACKEND"); env != nullptr && *env != '\0') {
+    return get_device(backend_from_name(env, "QMETAL_BACKEND"));
+  }
+  if (backend_available(Backend::metal)) return get_device(Backend::metal);
+  return get_device(Backend::sim);
+}
+
+}  // namespace qmetal

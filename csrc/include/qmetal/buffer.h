@@ -1,0 +1,74 @@
+// Host-visible memory that kernels read and write. On Apple silicon the GPU
+// shares memory with the CPU, so a Buffer is also what NumPy sees: one
+// allocation, no staging copies.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qmetal/dtype.h"
+
+namespace qmetal {
+
+using Shape = std::vector<int64_t>;
+
+// Number of elements; throws ValueError naming `what` for a negative extent.
+int64_t shape_size(const Shape& shape, const char* what = "shape");
+std::string shape_str(const Shape& shape);
+
+// The host page size: allocations are aligned to it and padded to a multiple
+// of it, which is what Metal needs to wrap memory without copying.
+size_t page_size();
+
+class Buffer {
+ public:
+  // Fresh page-aligned memory, uninitialised.
+  static std::shared_ptr<Buffer> allocate(DType dtype, Shape shape);
+
+  // Memory that somebody else owns (a NumPy array, an mmap'd file).
+  // `keepalive` is held for as long as this buffer lives. When `data` is
+  // aligned to `required_alignment` the buffer aliases it (zero-copy);
+  // otherwise the contents are copied into fresh memory and copied() says so.
+  static std::shared_ptr<Buffer> wrap(void* data, DType dtype, Shape shape,
+                                      std::shared_ptr<void> keepalive,
+                                      size_t required_alignment, bool readonly);
+
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data() const { return data_; }
+  DType dtype() const { return dtype_; }
+  const Shape& shape() const { return shape_; }
+  int64_t size() const { return size_; }
+  size_t nbytes() const { return nbytes_; }
+  // Bytes reachable from data(): nbytes() rounded up to the page for memory
+  // this class allocated, exactly nbytes() for wrapped memory.
+  size_t capacity() const { return capacity_; }
+  bool copied() const { return copied_; }
+  bool owns_memory() const { return storage_ != nullptr; }
+  bool readonly() const { return readonly_; }
+  // For callers that had to copy before wrapping (a strided NumPy array):
+  // the buffer then does not alias the caller's memory either.
+  void mark_copied() { copied_ = true; }
+
+ private:
+  Buffer() = default;
+
+  void* data_ = nullptr;
+  DType dtype_ = DType::u8;
+  Shape shape_;
+  int64_t size_ = 0;
+  size_t nbytes_ = 0;
+  size_t capacity_ = 0;
+  bool copied_ = false;
+  bool readonly_ = false;
+  std::shared_ptr<void> storage_;    // memory this buffer allocated
+  std::shared_ptr<void> keepalive_;  // owner of memory this buffer aliases
+};
+
+using BufferPtr = std::shared_ptr<Buffer>;
+
+}  // namespace qmetal

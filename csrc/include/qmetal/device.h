@@ -1,0 +1,68 @@
+// What a backend can do. The planner reads these capabilities to pick kernels
+// and geometry; nothing else decides routing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace qmetal {
+
+enum class Backend : uint8_t { sim, metal };
+
+std::string_view backend_name(Backend backend);
+// Throws ValueError naming `what` for anything but "sim" or "metal".
+Backend backend_from_name(std::string_view name, const char* what = "backend");
+
+struct DeviceCapabilities {
+  uint32_t simd_width = 32;
+  uint32_t max_threads_per_threadgroup = 1024;
+  size_t max_threadgroup_memory = 32 * 1024;
+  size_t max_buffer_length = 0;
+  // Host memory at this alignment is wrapped without a copy.
+  size_t wrap_alignment = 16;
+  uint64_t recommended_working_set = 0;
+  bool simdgroup_reduction = true;
+  bool simdgroup_matrix = true;
+  bool bfloat = true;
+  bool tensor_ops = false;
+};
+
+class Device {
+ public:
+  Device(Backend backend, std::string name, std::string architecture,
+         DeviceCapabilities capabilities)
+      : backend_(backend),
+        name_(std::move(name)),
+        architecture_(std::move(architecture)),
+        capabilities_(capabilities) {}
+  virtual ~Device() = default;
+
+  Backend backend() const { return backend_; }
+  const std::string& name() const { return name_; }
+  const std::string& architecture() const { return architecture_; }
+  const DeviceCapabilities& capabilities() const { return capabilities_; }
+
+ private:
+  Backend backend_;
+  std::string name_;
+  std::string architecture_;
+  DeviceCapabilities capabilities_;
+};
+
+using DevicePtr = std::shared_ptr<Device>;
+
+// Backends compiled into this build, in order of preference.
+bool backend_available(Backend backend);
+
+// The device of a backend (created once, then shared). Throws ValueError when
+// the backend is not part of this build or has no usable device.
+DevicePtr get_device(Backend backend);
+
+// QMETAL_BACKEND if set, else Metal where a Metal GPU exists, else the
+// simulator.
+DevicePtr default_device();
+
+}  // namespace qmetal

@@ -1,0 +1,13 @@
+// The public C++ API of qmetal.
+#pragma once
+
+#include "qmetal/buffer.h"
+#include "qmetal/device.h"
+#include "qmetal/dtype.h"
+#include "qmetal/error.h"
+#include "qmetal/plan.h"
+
+namespace qmetal {
+// The package version, set by the build from pyproject.toml.
+const char* version();
+}  // namespace qmetal

@@ -1,0 +1,83 @@
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include "qmetal/qmetal.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace qmetal {
+
+namespace {
+Dim3 dim3_from(const std::vector<uint32_t>& v, const char* what) {
+  if (v.empty() || v.size() > 3) value_error(what, ": expected 1 to 3 extents, got ", v.size());
+  Dim3 d;
+  d.x = v[0];
+  if (v.size() > 1) d.y = v[1];
+  if (v.size() > 2) d.z = v[2];
+  return d;
+}
+
+Access access_from(const std::string& name) {
+  if (name == "read") return Access::read;
+  if (name == "write") return Access::write;
+  if (name == "read_write") return Access::read_write;
+  value_error("access: expected 'read', 'write' or 'read_write', got '", name, "'");
+}
+
+const char* access_name(Access a) {
+  return a == Access::read ? "read" : a == Access::write ? "write" : "read_write";
+}
+}  // namespace
+
+// Plans are made by the planner; Python sees them for inspection and tests.
+void bind_plan(nb::module_& m) {
+  nb::class_<DispatchPlan>(m, "DispatchPlan", "One kernel launch, as both backends execute it.")
+      .def(nb::init<>())
+      .def_rw("kernel", &DispatchPlan::kernel)
+      .def_prop_rw(
+          "args", [](const DispatchPlan& p) { return nb::bytes(p.args.data(), p.args.size()); },
+          [](DispatchPlan& p, nb::bytes b) {
+            const auto* data = static_cast<const uint8_t*>(b.data());
+            p.args.assign(data, data + b.size());
+          })
+      .def_prop_rw(
+          "grid", [](const DispatchPlan& p) { return std::make_tuple(p.grid.x, p.grid.y, p.grid.z); },
+          [](DispatchPlan& p, const std::vector<uint32_t>& v) { p.grid = dim3_from(v, "grid"); })
+      .def_prop_rw(
+          "threadgroup",
+          [](const DispatchPlan& p) { return std::make_tuple(p.threadgroup.x, p.threadgroup.y, p.threadgroup.z); },
+          [](DispatchPlan& p, const std::vector<uint32_t>& v) { p.threadgroup = dim3_from(v, "threadgroup"); })
+      .def_prop_ro("buffers",
+                   [](const DispatchPlan& p) {
+                     nb::list out;
+                     for (const BufferBinding& b : p.buffers) {
+                       out.append(nb::make_tuple(b.index, b.buffer, b.offset, access_name(b.access)));
+                     }
+                     return out;
+                   })
+      .def_prop_ro("threadgroup_memory",
+                   [](const DispatchPlan& p) {
+                     nb::list out;
+                     for (const ThreadgroupMemory& t : p.threadgroup_memory) out.append(nb::make_tuple(t.index, t.bytes));
+                     return out;
+                   })
+      .def(
+          "bind",
+          [](DispatchPlan& p, uint32_t index, BufferPtr buffer, const std::string& access, size_t offset) {
+            p.bind(index, std::move(buffer), access_from(access), offset);
+          },
+          "index"_a, "buffer"_a, "access"_a = "read", "offset"_a = 0)
+      .def(
+          "set_threadgroup_memory",
+          [](DispatchPlan& p, uint32_t index, uint32_t bytes) { p.threadgroup_memory.push_back({index, bytes}); },
+          "index"_a, "bytes"_a)
+      .def(
+          "validate", [](const DispatchPlan& p, const Device& device) { p.validate(device.capabilities()); },
+          "device"_a, "Raise ValueError if the plan breaks the device's limits or its own consistency.");
+}
+
+}  // namespace qmetal

@@ -1,0 +1,42 @@
+"""qmetal: quantized matrix multiplication for LLM inference on Apple-silicon GPUs.
+
+Buffers are shared with NumPy without copies; ``qmetal.reference`` holds the
+NumPy reference formats (MLX affine and GGML blocks) that the kernels are
+tested against.
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+from . import _core
+from ._buffer import asbuffer, empty, zeros
+from ._core import Buffer, Device, DispatchPlan, available_backends, default_device, get_device
+from . import reference
+
+__version__ = _core.__version__
+
+__all__ = [
+    "Buffer",
+    "Device",
+    "DispatchPlan",
+    "asbuffer",
+    "available_backends",
+    "default_device",
+    "empty",
+    "get_device",
+    "get_include",
+    "get_library",
+    "reference",
+    "zeros",
+]
+
+
+def get_include() -> str:
+    """The folder holding the C++ headers (``#include <qmetal/qmetal.h>``)."""
+    return _os.path.join(_os.path.dirname(__file__), "include")
+
+
+def get_library() -> str:
+    """The static C++ library to link with those headers."""
+    return _os.path.join(_os.path.dirname(__file__), "lib", "libqmetal_core.a")

@@ -1,0 +1,39 @@
+"""Command line: ``python -m qmetal info``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import qmetal
+
+
+def _info(args: argparse.Namespace) -> int:
+    device = qmetal.get_device(args.backend) if args.backend else qmetal.default_device()
+    print(f"qmetal {qmetal.__version__}")
+    print(f"backends built: {', '.join(qmetal.available_backends())}")
+    print(f"backend: {device.backend}")
+    print(f"device: {device.name}")
+    print(f"architecture: {device.architecture}")
+    print("capabilities:")
+    for key, value in device.capabilities.items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qmetal", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    info = commands.add_parser("info", help="backend, device, capabilities and version")
+    info.add_argument("--backend", choices=["sim", "metal"], help="default: QMETAL_BACKEND, else the best available")
+    info.set_defaults(run=_info)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
