@@ -123,12 +123,12 @@ void bind_buffer(nb::module_& m) {
           "dtype"_a = nb::none(), "copy"_a = nb::none())
       .def(
           "__dlpack__",
-          [](nb::handle self, nb::kwargs) {
-            // A DLPack capsule over the same memory; the consumer keeps the
-            // Buffer alive through it. Host memory on every backend (on
-            // Apple silicon the GPU shares it), so `stream` has no meaning.
+          [](nb::handle self, nb::kwargs kwargs) {
+            // nanobind's array-API object makes the capsule (versioned when
+            // the consumer asks, carrying the read-only flag); its owner is
+            // this Buffer. Host memory on every backend, so `stream` is moot.
             const Buffer& buffer = nb::cast<const Buffer&>(self);
-            return memory_view<nb::no_framework>(self, buffer.dtype());
+            return memory_view<nb::array_api>(self, buffer.dtype()).attr("__dlpack__")(**kwargs);
           },
           "kwargs"_a)
       .def("__dlpack_device__", [](nb::handle) { return nb::make_tuple(int(nb::device::cpu::value), 0); })

@@ -1,0 +1,59 @@
+"""Shared test helpers: fresh random data each run (QMETAL_TEST_SEED repeats a
+run), conversions to and from mlx, and an error metric."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+SEED = int(os.environ.get("QMETAL_TEST_SEED", secrets.randbelow(2**31)))
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+FLOAT_DTYPES = [np.dtype(np.float32), np.dtype(np.float16), BFLOAT16]
+
+
+def pytest_report_header(config):
+    return f"qmetal test seed: QMETAL_TEST_SEED={SEED}"
+
+
+@pytest.fixture
+def rng(request):
+    # One stream per test, so a failure repeats with the seed alone.
+    return np.random.default_rng([SEED, *request.node.nodeid.encode()])
+
+
+def to_mx(a: np.ndarray):
+    import mlx.core as mx
+
+    if a.dtype == BFLOAT16:
+        return mx.array(a.view(np.uint16)).view(mx.bfloat16)
+    return mx.array(a)
+
+
+def from_mx(a) -> np.ndarray:
+    import mlx.core as mx
+
+    if a.dtype == mx.bfloat16:
+        return np.array(a.view(mx.uint16)).view(BFLOAT16)
+    return np.array(a)
+
+
+def relative_error(actual, expected) -> float:
+    """||actual - expected|| / ||expected|| in float64 (Frobenius)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
+
+
+def unit_roundoff(dtype) -> float:
+    """Half an ulp at 1.0: the relative error of one rounding."""
+    return float(np.finfo(np.dtype(dtype)).eps) / 2
+
+
+def random_weights(rng, shape, dtype=np.float32) -> np.ndarray:
+    """Gaussian rows with per-row magnitudes spread over decades."""
+    rows = rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 1, size=(*shape[:-1], 1))
+    return rows.astype(dtype)
