@@ -50,7 +50,7 @@ def relative_error(actual, expected) -> float:
 
 def unit_roundoff(dtype) -> float:
     """Half an ulp at 1.0: the relative error of one rounding."""
-    return float(np.finfo(np.dtype(dtype)).eps) / 2
+    return float(ml_dtypes.finfo(np.dtype(dtype)).eps) / 2
 
 
 def random_weights(rng, shape, dtype=np.float32) -> np.ndarray:
