@@ -37,6 +37,10 @@ def get_include() -> str:
     return _os.path.join(_os.path.dirname(__file__), "include")
 
 
-def get_library() -> str:
-    """The static C++ library to link with those headers."""
-    return _os.path.join(_os.path.dirname(__file__), "lib", "libqmetal_core.a")
+def get_library(name: str = "core") -> str:
+    """A static C++ library to link with those headers: ``"core"`` (buffers,
+    devices, plans) or ``"sim"`` (the simulator's executor; needs core and
+    threads)."""
+    if name not in ("core", "sim"):
+        raise ValueError(f"name: expected 'core' or 'sim', got {name!r}")
+    return _os.path.join(_os.path.dirname(__file__), "lib", f"libqmetal_{name}.a")

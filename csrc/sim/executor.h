@@ -1,0 +1,90 @@
+// Runs a kernel's threads the way a GPU does, on the CPU: every simulated
+// thread is a fiber; threadgroups run in parallel on worker threads; inside a
+// threadgroup, fibers run until they block at a barrier or a simdgroup
+// collective. Kernels that would hang or be undefined on a GPU (divergent
+// barriers or collectives, a barrier some threads skipped) raise SimError
+// naming both threads and both source lines, never hang.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "qmetal/error.h"
+#include "qmetal/plan.h"
+
+namespace qmetal::sim {
+
+inline constexpr uint32_t kSimdWidth = 32;
+
+// The thread-position attributes a kernel can ask for.
+struct ThreadIds {
+  Dim3 thread_position_in_threadgroup;
+  Dim3 threadgroup_position_in_grid;
+  Dim3 thread_position_in_grid;
+  Dim3 threads_per_threadgroup;
+  Dim3 threadgroups_per_grid;
+  Dim3 threads_per_grid;
+  uint32_t thread_index_in_threadgroup = 0;
+  uint32_t thread_index_in_simdgroup = 0;
+  uint32_t simdgroup_index_in_threadgroup = 0;
+  uint32_t threads_per_simdgroup = kSimdWidth;
+  uint32_t simdgroups_per_threadgroup = 0;
+};
+
+enum class Schedule { forward, reverse, random };
+
+struct LaunchConfig {
+  Dim3 grid;                                 // threadgroups
+  Dim3 threadgroup;                          // threads per threadgroup
+  std::vector<uint32_t> threadgroup_memory;  // bytes of each [[threadgroup(i)]] argument
+  Schedule schedule = Schedule::forward;
+  uint64_t seed = 0;                         // for Schedule::random
+  size_t stack_bytes = 128 * 1024;           // per simulated thread
+  unsigned workers = 0;                      // OS threads; 0: one per core
+};
+
+// One simulated thread's body. threadgroup_args[i] is the threadgroup's
+// [[threadgroup(i)]] memory.
+using ThreadBody = std::function<void(const ThreadIds& ids, void* const* threadgroup_args)>;
+
+// Divergence and other kernel faults; a RuntimeError in Python.
+class SimError : public Error {
+ public:
+  explicit SimError(const std::string& message) : Error(ErrorKind::runtime, message) {}
+};
+
+// Runs every thread of the grid; returns when all are done. Throws SimError
+// (or what a thread threw) after stopping every threadgroup.
+void run(const ThreadBody& body, const LaunchConfig& config);
+
+// A source location, captured at the call site by the shim's default arguments.
+struct Site {
+  const char* file = "";
+  int line = 0;
+  bool operator==(const Site& other) const;
+  std::string str() const;
+};
+
+// --- called from kernel code, only inside run() ------------------------------
+
+// threadgroup_barrier: every thread of the threadgroup must reach the same one.
+void barrier(Site site);
+
+// The one primitive behind every simdgroup collective: each live lane gives
+// `bytes` of its value; once every live lane of the simdgroup is at the same
+// collective, `all_lanes` receives the 32 lanes' values in lane order (lanes
+// that have returned keep their slot untouched). Returns the active-lane mask.
+uint32_t simd_exchange(const void* value, size_t bytes, void* all_lanes, Site site);
+
+// Storage for a `threadgroup` variable declared in a kernel: the first thread
+// of the threadgroup to ask allocates it (poisoned with 0xFF so reads of
+// unwritten memory show up as NaN or -1), the rest share it.
+void* threadgroup_variable(const void* declaration, size_t bytes, size_t alignment);
+
+// The calling thread's ids (for shim functions that need them).
+const ThreadIds& current_thread();
+
+}  // namespace qmetal::sim

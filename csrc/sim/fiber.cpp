@@ -1,0 +1,127 @@
+#include "fiber.h"
+
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+#if defined(__x86_64__) && !defined(QMETAL_SIM_UCONTEXT)
+#define QMETAL_FIBER_ASM 1
+#else
+#define QMETAL_FIBER_ASM 0
+#ifndef _XOPEN_SOURCE
+#define _XOPEN_SOURCE 700
+#endif
+#include <ucontext.h>
+#endif
+
+namespace qmetal::sim {
+
+#if QMETAL_FIBER_ASM
+
+extern "C" void qmetal_fiber_switch(void** save_sp, void* load_sp);
+extern "C" void qmetal_fiber_start();
+
+// System V x86-64: save the callee-saved registers, the SSE control/status
+// word and the x87 control word on the old stack, swap stack pointers, and
+// restore the same from the new stack. A fresh stack is laid out so that the
+// first switch "returns" into qmetal_fiber_start with r12 = arg, r13 = entry.
+asm(R"(
+  .text
+  .globl qmetal_fiber_switch
+  .type qmetal_fiber_switch, @function
+qmetal_fiber_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size qmetal_fiber_switch, .-qmetal_fiber_switch
+
+  .globl qmetal_fiber_start
+  .type qmetal_fiber_start, @function
+qmetal_fiber_start:
+  movq %r12, %rdi
+  callq *%r13
+  ud2
+  .size qmetal_fiber_start, .-qmetal_fiber_start
+)");
+
+struct Fiber::Context {
+  void* sp = nullptr;
+};
+
+void Fiber::reset(Entry entry, void* arg) {
+  constexpr uint32_t kDefaultMxcsr = 0x1F80;   // all exceptions masked, round to nearest
+  constexpr uint16_t kDefaultX87Control = 0x037F;
+  auto top = (reinterpret_cast<uintptr_t>(stack_) + stack_bytes_) & ~uintptr_t(15);
+  auto* slots = reinterpret_cast<uint64_t*>(top) - 8;  // control words, 6 registers, return address
+  slots[0] = kDefaultMxcsr | (uint64_t(kDefaultX87Control) << 32);
+  slots[1] = 0;                                          // r15
+  slots[2] = 0;                                          // r14
+  slots[3] = reinterpret_cast<uint64_t>(entry);          // r13
+  slots[4] = reinterpret_cast<uint64_t>(arg);            // r12
+  slots[5] = 0;                                          // rbx
+  slots[6] = 0;                                          // rbp
+  slots[7] = reinterpret_cast<uint64_t>(&qmetal_fiber_start);
+  context_->sp = slots;
+}
+
+void Fiber::switch_to(Fiber& from, Fiber& to) { qmetal_fiber_switch(&from.context_->sp, to.context_->sp); }
+
+#else
+
+struct Fiber::Context {
+  ucontext_t context;
+};
+
+void Fiber::reset(Entry entry, void* arg) {
+  getcontext(&context_->context);
+  context_->context.uc_stack.ss_sp = stack_;
+  context_->context.uc_stack.ss_size = stack_bytes_;
+  context_->context.uc_link = nullptr;
+  // makecontext passes int arguments only: split the pointers.
+  auto trampoline = +[](int entry_hi, int entry_lo, int arg_hi, int arg_lo) {
+    auto join = [](int hi, int lo) { return (uintptr_t(uint32_t(hi)) << 32) | uint32_t(lo); };
+    reinterpret_cast<Entry>(join(entry_hi, entry_lo))(reinterpret_cast<void*>(join(arg_hi, arg_lo)));
+    std::abort();
+  };
+  auto e = reinterpret_cast<uintptr_t>(entry);
+  auto a = reinterpret_cast<uintptr_t>(arg);
+  makecontext(&context_->context, reinterpret_cast<void (*)()>(trampoline), 4, int(e >> 32), int(e), int(a >> 32),
+              int(a));
+}
+
+void Fiber::switch_to(Fiber& from, Fiber& to) { swapcontext(&from.context_->context, &to.context_->context); }
+
+#endif
+
+Fiber::Fiber(size_t stack_bytes) : stack_bytes_(stack_bytes), context_(std::make_unique<Context>()) {
+  stack_ = std::aligned_alloc(64, (stack_bytes + 63) / 64 * 64);
+  if (stack_ == nullptr) throw std::bad_alloc();
+}
+
+Fiber::~Fiber() { std::free(stack_); }
+
+std::unique_ptr<Fiber> Fiber::for_current_thread() {
+  std::unique_ptr<Fiber> fiber(new Fiber());
+  fiber->context_ = std::make_unique<Context>();
+  return fiber;
+}
+
+}  // namespace qmetal::sim

@@ -1,0 +1,42 @@
+// Fibers: each simulated GPU thread runs on its own small stack and gives the
+// CPU back at barriers and simdgroup collectives. On x86-64 the switch is a
+// few instructions of assembly (ucontext's swapcontext makes a syscall and is
+// 5-10x slower); other hosts use ucontext.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+namespace qmetal::sim {
+
+class Fiber {
+ public:
+  using Entry = void (*)(void* arg);
+
+  // A fiber that will run entry(arg) on its own stack of `stack_bytes`.
+  // entry must never return: it ends by switching away for the last time.
+  Fiber(size_t stack_bytes);
+  ~Fiber();
+  Fiber(const Fiber&) = delete;
+  Fiber& operator=(const Fiber&) = delete;
+
+  void reset(Entry entry, void* arg);
+
+  // Saves the running context into `from` and resumes `to`.
+  static void switch_to(Fiber& from, Fiber& to);
+
+  // A fiber standing for the OS thread that runs the scheduler.
+  static std::unique_ptr<Fiber> for_current_thread();
+
+  void* stack_base() const { return stack_; }
+  size_t stack_size() const { return stack_bytes_; }
+
+ private:
+  Fiber() = default;
+  struct Context;
+  void* stack_ = nullptr;
+  size_t stack_bytes_ = 0;
+  std::unique_ptr<Context> context_;
+};
+
+}  // namespace qmetal::sim

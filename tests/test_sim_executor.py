@@ -1,0 +1,114 @@
+"""The simulator's executor: thread ids, barriers, simdgroup collectives with
+partial simdgroups, threadgroup memory, and the faults it must report
+instead of hanging. Scenarios are C++ (tests/sim/executor_check.cpp) built
+against the installed library; every valid one runs under three schedules
+with identical results."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import qmetal
+
+SCHEDULES = ["forward", "reverse", "random"]
+HERE = os.path.dirname(__file__)
+
+
+@pytest.fixture(scope="module")
+def check_program(tmp_path_factory):
+    if shutil.which("c++") is None:
+        pytest.skip("no C++ compiler")
+    binary = tmp_path_factory.mktemp("sim") / "executor_check"
+    subprocess.run(["c++", "-std=c++17", "-O1", "-I", qmetal.get_include(),
+                    os.path.join(HERE, "sim", "executor_check.cpp"),
+                    qmetal.get_library("sim"), qmetal.get_library("core"), "-pthread", "-o", str(binary)],
+                   check=True, capture_output=True)
+    return binary
+
+
+def scenario(binary, name, schedule="forward"):
+    result = subprocess.run([str(binary), name, schedule], capture_output=True, text=True, timeout=60)
+    assert result.returncode in (0, 3), result.stderr
+    return result.returncode, result.stdout.splitlines()
+
+
+def valid(binary, name):
+    outputs = {s: scenario(binary, name, s) for s in SCHEDULES}
+    for schedule, (code, lines) in outputs.items():
+        assert code == 0, (schedule, lines)
+    assert outputs["forward"] == outputs["reverse"] == outputs["random"]
+    return outputs["forward"][1]
+
+
+def test_thread_ids_cover_the_grid(check_program):
+    lines = valid(check_program, "ids")
+    grid, tg = (3, 2, 2), (10, 4, 1)
+    per_group = tg[0] * tg[1]
+    width = grid[0] * tg[0]
+    height = grid[1] * tg[1]
+    assert len(lines) == grid[0] * grid[1] * grid[2] * per_group
+    for index, line in enumerate(lines):
+        x, y, z = index % width, (index // width) % height, index // (width * height)
+        local = (x % tg[0]) + tg[0] * (y % tg[1])
+        group = (x // tg[0]) + 10 * (y // tg[1]) + 100 * z
+        assert line.split() == [str(local), str(local // 32 * 100 + local % 32), str(group), "2"]
+
+
+def test_barriers_order_a_threadgroup_reduction(check_program):
+    lines = valid(check_program, "reduce")
+    for line in lines:
+        n, *sums = line.split()
+        n = int(n)
+        assert [float(v) for v in sums] == [n * (n + 1) / 2 + 1000 * g * n for g in range(3)]
+
+
+def test_collectives_with_partial_and_shrinking_simdgroups(check_program):
+    lines = valid(check_program, "simd_sum")
+    full, partial = (1 << 32) - 1, (1 << 18) - 1
+    even_lanes = sum(1 << lane for lane in range(0, 18, 2))
+    for t, line in enumerate(lines):
+        first_sum, first_mask, second_sum, second_mask = line.split()
+        if t < 32:
+            assert (float(first_sum), int(first_mask)) == (sum(range(32)), full)
+            assert (float(second_sum), int(second_mask)) == (32, full)
+        else:
+            assert (float(first_sum), int(first_mask)) == (sum(range(32, 50)), partial)
+            if t % 2:
+                assert (float(second_sum), int(second_mask)) == (-1, 0)  # returned before it
+            else:
+                assert (float(second_sum), int(second_mask)) == (9, even_lanes)
+
+
+def test_threadgroup_arguments_are_per_threadgroup_and_poisoned(check_program):
+    values = [int(v) for v in valid(check_program, "threadgroup_args")]
+    for g in range(4):
+        assert values[g * 64] == -1  # read before any write: 0xFFFFFFFF
+        assert values[g * 64 + 1: g * 64 + 64] == [(63 - t) * 3 + g for t in range(1, 64)]
+
+
+def test_missing_barrier_shows_as_schedule_dependence(check_program):
+    results = {s: scenario(check_program, "missing_barrier", s) for s in ("forward", "reverse")}
+    assert results["forward"][0] == results["reverse"][0] == 0
+    assert results["forward"][1] != results["reverse"][1]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("barrier_after_return", r"barrier not reached by every thread of threadgroup \(\d, 0, 0\): thread \d+ .* waits at the "
+                             r"barrier at .*executor_check.cpp:\d+, but thread 5 \(simdgroup 0, lane 5\) has returned"),
+    ("divergent_barriers", r"divergent barriers in threadgroup \(0, 0, 0\): .*executor_check.cpp:(\d+), but .*"
+                           r"executor_check.cpp:(?!\1)\d+"),
+    ("divergent_collectives", r"divergent simdgroup collectives in threadgroup \(0, 0, 0\): thread \d+ .* collective at "
+                              r".*executor_check.cpp:(\d+), but thread \d+ .* collective at .*executor_check.cpp:(?!\1)\d+"),
+    ("collective_and_barrier", r"divergent control flow in threadgroup \(0, 0, 0\): thread \d+ .* simdgroup collective "
+                               r"at .*, but thread 3 \(simdgroup 0, lane 3\) waits at the barrier"),
+    ("kernel_throws", r"^error: thrown by thread 7$"),
+])
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_broken_kernels_are_reported_not_hung(check_program, name, message, schedule):
+    code, lines = scenario(check_program, name, schedule)
+    assert code == 3
+    assert len(lines) == 1
+    assert re.search(message, lines[0]), lines[0]
