@@ -1,8 +1,9 @@
 """The simulator's executor: thread ids, barriers, simdgroup collectives with
 partial simdgroups, threadgroup memory, and the faults it must report
 instead of hanging. Scenarios are C++ (tests/sim/executor_check.cpp) built
-against the installed library; every valid one runs under three schedules
-with identical results."""
+against the installed library, and again from the sources with the ucontext
+fiber switch that hosts without the assembly one (Apple silicon, for now)
+use; every valid one runs under three schedules with identical results."""
 
 import os
 import re
@@ -15,16 +16,25 @@ import qmetal
 
 SCHEDULES = ["forward", "reverse", "random"]
 HERE = os.path.dirname(__file__)
+SOURCES = os.path.join(HERE, "..", "csrc")
 
 
-@pytest.fixture(scope="module")
-def check_program(tmp_path_factory):
+@pytest.fixture(scope="module", params=["installed", "ucontext"])
+def check_program(request, tmp_path_factory):
     if shutil.which("c++") is None:
         pytest.skip("no C++ compiler")
     binary = tmp_path_factory.mktemp("sim") / "executor_check"
+    if request.param == "installed":
+        libraries = [qmetal.get_library("sim"), qmetal.get_library("core")]
+    else:
+        if not os.path.isdir(os.path.join(SOURCES, "sim")):
+            pytest.skip("needs the source tree")
+        libraries = ["-DQMETAL_SIM_UCONTEXT", "-DQMETAL_VERSION=\"test\"", "-I", os.path.join(SOURCES, "include"),
+                     "-I", os.path.join(HERE, "..", "shaders")]
+        libraries += [os.path.join(SOURCES, folder, name) for folder in ("sim", "core")
+                      for name in sorted(os.listdir(os.path.join(SOURCES, folder))) if name.endswith(".cpp")]
     subprocess.run(["c++", "-std=c++17", "-O1", "-I", qmetal.get_include(),
-                    os.path.join(HERE, "sim", "executor_check.cpp"),
-                    qmetal.get_library("sim"), qmetal.get_library("core"), "-pthread", "-o", str(binary)],
+                    os.path.join(HERE, "sim", "executor_check.cpp"), *libraries, "-pthread", "-o", str(binary)],
                    check=True, capture_output=True)
     return binary
 

@@ -1,16 +1,22 @@
-#include "fiber.h"
-
-#include <cstdint>
-#include <cstdlib>
-#include <new>
-
-#if defined(__x86_64__) && !defined(QMETAL_SIM_UCONTEXT)
+// The assembly below is for x86-64 ELF (Linux); elsewhere (Apple silicon
+// among them, until an arm64 switch is written and tested) ucontext is used,
+// which on macOS needs _XOPEN_SOURCE before the first system header.
+#if defined(__x86_64__) && defined(__ELF__) && !defined(QMETAL_SIM_UCONTEXT)
 #define QMETAL_FIBER_ASM 1
 #else
 #define QMETAL_FIBER_ASM 0
 #ifndef _XOPEN_SOURCE
 #define _XOPEN_SOURCE 700
 #endif
+#endif
+
+#include "fiber.h"
+
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+#if !QMETAL_FIBER_ASM
 #include <ucontext.h>
 #endif
 
