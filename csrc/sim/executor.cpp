@@ -95,8 +95,8 @@ std::string group_name(const Thread& t) {
   return "threadgroup (" + std::to_string(g.x) + ", " + std::to_string(g.y) + ", " + std::to_string(g.z) + ")";
 }
 
-// Completes a simdgroup's collective once every live lane waits at it.
-// Returns false when some lane is still running.
+// Completes a simdgroup's collective once every live lane waits at it; does
+// nothing while some lane is still running.
 void try_complete_collective(Group& group, uint32_t simdgroup) {
   const uint32_t first = simdgroup * kSimdWidth;
   const uint32_t last = std::min<uint32_t>(first + kSimdWidth, group.threads.size());

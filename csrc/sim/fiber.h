@@ -28,9 +28,6 @@ class Fiber {
   // A fiber standing for the OS thread that runs the scheduler.
   static std::unique_ptr<Fiber> for_current_thread();
 
-  void* stack_base() const { return stack_; }
-  size_t stack_size() const { return stack_bytes_; }
-
  private:
   Fiber() = default;
   struct Context;

@@ -67,10 +67,6 @@ def _bytes(name, count, kind="u1"):
     return (name, kind, count)
 
 
-def _values(block_values):
-    return np.arange(block_values)
-
-
 def _field(name, bits, offset, byte, shift):
     return BitField(name, bits, offset, np.asarray(byte, dtype=np.intp), np.asarray(shift, dtype=np.uint8))
 
@@ -311,7 +307,7 @@ def _quantize_q6_k(x, blocks):
 # --- the type table ----------------------------------------------------------
 
 def _make_types() -> dict[str, GGMLType]:
-    e32, e256 = _values(32), _values(QK_K)
+    e32, e256 = np.arange(32), np.arange(QK_K)  # value index within a block
     low4 = _field("qs", 4, 0, *_nibbles_32(e32))
     high5 = _field("qh", 1, 4, *_high_bit_32(e32))
     types = [
