@@ -18,6 +18,7 @@ namespace qmetal {
 void bind_buffer(nb::module_& m);
 void bind_device(nb::module_& m);
 void bind_plan(nb::module_& m);
+void bind_sim(nb::module_& m);
 }  // namespace qmetal
 
 NB_MODULE(_core, m) {
@@ -40,4 +41,5 @@ NB_MODULE(_core, m) {
   qmetal::bind_device(m);
   qmetal::bind_buffer(m);
   qmetal::bind_plan(m);
+  qmetal::bind_sim(m);
 }

@@ -4,6 +4,7 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include "common.h"
 #include "qmetal/qmetal.h"
 
 namespace nb = nanobind;
@@ -12,15 +13,6 @@ using namespace nb::literals;
 namespace qmetal {
 
 namespace {
-Dim3 dim3_from(const std::vector<uint32_t>& v, const char* what) {
-  if (v.empty() || v.size() > 3) value_error(what, ": expected 1 to 3 extents, got ", v.size());
-  Dim3 d;
-  d.x = v[0];
-  if (v.size() > 1) d.y = v[1];
-  if (v.size() > 2) d.z = v[2];
-  return d;
-}
-
 Access access_from(const std::string& name) {
   if (name == "read") return Access::read;
   if (name == "write") return Access::write;

@@ -14,11 +14,19 @@
 
 namespace qmetal::sim {
 
-bool Site::operator==(const Site& other) const {
-  return line == other.line && (file == other.file || std::strcmp(file, other.file) == 0);
+namespace {
+bool same_text(const char* a, const char* b) { return a == b || std::strcmp(a ? a : "", b ? b : "") == 0; }
+}  // namespace
+
+bool same_site(const Site& a, const Site& b) {
+  return a.line == b.line && a.column == b.column && same_text(a.file, b.file) && same_text(a.op, b.op);
 }
 
-std::string Site::str() const { return std::string(file) + ":" + std::to_string(line); }
+std::string site_str(const Site& site) {
+  std::string where = std::string(site.file ? site.file : "") + ":" + std::to_string(site.line);
+  if (site.op && *site.op) return std::string(site.op) + " at " + where;
+  return where;
+}
 
 namespace {
 
@@ -46,6 +54,8 @@ struct Allocation {
 // One worker's state: the fibers of the threadgroup it is running.
 struct Group {
   const ThreadBody* body = nullptr;
+  const LaunchConfig* config = nullptr;
+  uint32_t count = 0;  // threads in the current threadgroup (fewer at non-uniform edges)
   std::vector<Thread> threads;
   std::unique_ptr<Fiber> scheduler;
   std::vector<std::vector<unsigned char>> threadgroup_args;
@@ -83,15 +93,15 @@ std::string describe(uint32_t index, const Thread& t) {
                       std::to_string(t.ids.simdgroup_index_in_threadgroup) + ", lane " +
                       std::to_string(t.ids.thread_index_in_simdgroup) + ")";
   switch (t.state) {
-    case State::at_barrier: return where + " waits at the barrier at " + t.site.str();
-    case State::at_collective: return where + " waits at the simdgroup collective at " + t.site.str();
+    case State::at_barrier: return where + " waits at " + site_str(t.site);
+    case State::at_collective: return where + " waits at " + site_str(t.site);
     case State::done: return where + " has returned";
     default: return where + " is running";
   }
 }
 
 std::string group_name(const Thread& t) {
-  const Dim3& g = t.ids.threadgroup_position_in_grid;
+  const Uint3& g = t.ids.threadgroup_position_in_grid;
   return "threadgroup (" + std::to_string(g.x) + ", " + std::to_string(g.y) + ", " + std::to_string(g.z) + ")";
 }
 
@@ -99,7 +109,7 @@ std::string group_name(const Thread& t) {
 // nothing while some lane is still running.
 void try_complete_collective(Group& group, uint32_t simdgroup) {
   const uint32_t first = simdgroup * kSimdWidth;
-  const uint32_t last = std::min<uint32_t>(first + kSimdWidth, group.threads.size());
+  const uint32_t last = std::min<uint32_t>(first + kSimdWidth, group.count);
   int32_t leader = -1;
   for (uint32_t i = first; i < last; ++i) {
     const Thread& t = group.threads[i];
@@ -107,7 +117,7 @@ void try_complete_collective(Group& group, uint32_t simdgroup) {
     if (t.state != State::at_collective) return;  // wait for it (a barrier is judged later)
     if (leader < 0) {
       leader = static_cast<int32_t>(i);
-    } else if (!(t.site == group.threads[leader].site) || t.bytes != group.threads[leader].bytes) {
+    } else if (!same_site(t.site, group.threads[leader].site) || t.bytes != group.threads[leader].bytes) {
       throw SimError("divergent simdgroup collectives in " + group_name(t) + ": " +
                      describe(static_cast<uint32_t>(leader), group.threads[leader]) + ", but " + describe(i, t));
     }
@@ -135,11 +145,12 @@ void try_complete_collective(Group& group, uint32_t simdgroup) {
 // Nothing can run: every live thread waits at a barrier or a collective.
 void resolve_blocked(Group& group) {
   const auto& threads = group.threads;
-  for (uint32_t i = 0; i < threads.size(); ++i) {
+  const uint32_t count = group.count;
+  for (uint32_t i = 0; i < count; ++i) {
     if (threads[i].state != State::at_collective) continue;
     // Its simdgroup could not complete: some lane waits at a barrier.
     const uint32_t first = i / kSimdWidth * kSimdWidth;
-    for (uint32_t j = first; j < std::min<uint32_t>(first + kSimdWidth, threads.size()); ++j) {
+    for (uint32_t j = first; j < std::min<uint32_t>(first + kSimdWidth, count); ++j) {
       if (threads[j].state == State::at_barrier) {
         throw SimError("divergent control flow in " + group_name(threads[i]) + ": " + describe(i, threads[i]) +
                        ", but " + describe(j, threads[j]));
@@ -150,14 +161,14 @@ void resolve_blocked(Group& group) {
   }
   int32_t leader = -1;
   int32_t returned = -1;
-  for (uint32_t i = 0; i < threads.size(); ++i) {
+  for (uint32_t i = 0; i < count; ++i) {
     if (threads[i].state == State::done) {
       if (returned < 0) returned = static_cast<int32_t>(i);
       continue;
     }
     if (leader < 0) {
       leader = static_cast<int32_t>(i);
-    } else if (!(threads[i].site == threads[leader].site)) {
+    } else if (!same_site(threads[i].site, threads[leader].site)) {
       throw SimError("divergent barriers in " + group_name(threads[i]) + ": " +
                      describe(static_cast<uint32_t>(leader), threads[leader]) + ", but " + describe(i, threads[i]));
     }
@@ -168,13 +179,30 @@ void resolve_blocked(Group& group) {
                    describe(static_cast<uint32_t>(leader), threads[leader]) + ", but " +
                    describe(static_cast<uint32_t>(returned), threads[returned]));
   }
-  for (auto& t : group.threads) t.state = State::runnable;
+  for (uint32_t i = 0; i < count; ++i) group.threads[i].state = State::runnable;
+}
+
+Uint3 to_uint3(const Dim3& d) { return {d.x, d.y, d.z}; }
+
+// Threads of the threadgroup at `position` in each dimension: the full size,
+// except on the far edges of a non-uniform grid.
+Dim3 threadgroup_extent(const LaunchConfig& config, const Dim3& position) {
+  Dim3 extent = config.threadgroup;
+  if (config.threads.volume() == 0) return extent;
+  auto edge = [](uint32_t size, uint32_t total, uint32_t pos) { return std::min(size, total - pos * size); };
+  return {edge(extent.x, config.threads.x, position.x), edge(extent.y, config.threads.y, position.y),
+          edge(extent.z, config.threads.z, position.z)};
 }
 
 void run_threadgroup(Group& group, const LaunchConfig& config, const Dim3& position, std::mt19937_64& rng,
                      std::vector<uint32_t>& order) {
-  const Dim3& tg = config.threadgroup;
+  const Dim3 tg = threadgroup_extent(config, position);
+  const Dim3& full = config.threadgroup;
   const uint32_t count = static_cast<uint32_t>(tg.volume());
+  const bool uniform = config.threads.volume() == 0;
+  const Dim3 grid_threads = uniform ? Dim3{config.grid.x * full.x, config.grid.y * full.y, config.grid.z * full.z}
+                                    : config.threads;
+  group.count = count;
   group.done = 0;
   group.variables.clear();
   for (auto& memory : group.threadgroup_args) std::fill(memory.begin(), memory.end(), kPoison);
@@ -182,16 +210,17 @@ void run_threadgroup(Group& group, const LaunchConfig& config, const Dim3& posit
     Thread& t = group.threads[i];
     ThreadIds& ids = t.ids;
     ids.thread_position_in_threadgroup = {i % tg.x, (i / tg.x) % tg.y, i / (tg.x * tg.y)};
-    ids.threadgroup_position_in_grid = position;
-    ids.thread_position_in_grid = {position.x * tg.x + ids.thread_position_in_threadgroup.x,
-                                   position.y * tg.y + ids.thread_position_in_threadgroup.y,
-                                   position.z * tg.z + ids.thread_position_in_threadgroup.z};
-    ids.threads_per_threadgroup = tg;
-    ids.threadgroups_per_grid = config.grid;
-    ids.threads_per_grid = {config.grid.x * tg.x, config.grid.y * tg.y, config.grid.z * tg.z};
+    ids.threadgroup_position_in_grid = to_uint3(position);
+    ids.thread_position_in_grid = {position.x * full.x + ids.thread_position_in_threadgroup.x,
+                                   position.y * full.y + ids.thread_position_in_threadgroup.y,
+                                   position.z * full.z + ids.thread_position_in_threadgroup.z};
+    ids.threads_per_threadgroup = to_uint3(tg);
+    ids.threadgroups_per_grid = to_uint3(config.grid);
+    ids.threads_per_grid = to_uint3(grid_threads);
     ids.thread_index_in_threadgroup = i;
     ids.thread_index_in_simdgroup = i % kSimdWidth;
     ids.simdgroup_index_in_threadgroup = i / kSimdWidth;
+    ids.threads_per_simdgroup = kSimdWidth;
     ids.simdgroups_per_threadgroup = (count + kSimdWidth - 1) / kSimdWidth;
     t.state = State::runnable;
     t.fiber->reset(&thread_entry, &t);
@@ -201,6 +230,7 @@ void run_threadgroup(Group& group, const LaunchConfig& config, const Dim3& posit
     if (config.schedule == Schedule::random) std::shuffle(order.begin(), order.end(), rng);
     bool progressed = false;
     for (uint32_t i : order) {
+      if (i >= count) continue;
       Thread& t = group.threads[i];
       if (t.state != State::runnable) continue;
       progressed = true;
@@ -215,7 +245,14 @@ void run_threadgroup(Group& group, const LaunchConfig& config, const Dim3& posit
 
 }  // namespace
 
-void run(const ThreadBody& body, const LaunchConfig& config) {
+void run(const ThreadBody& body, const LaunchConfig& launch) {
+  LaunchConfig config = launch;
+  if (config.threads.volume() != 0) {
+    // dispatchThreads: as many threadgroups as cover the threads.
+    auto cover = [](uint32_t total, uint32_t size) { return size ? (total + size - 1) / size : 0; };
+    config.grid = {cover(config.threads.x, config.threadgroup.x), cover(config.threads.y, config.threadgroup.y),
+                   cover(config.threads.z, config.threadgroup.z)};
+  }
   const uint64_t threads = config.threadgroup.volume();
   if (threads == 0 || config.grid.volume() == 0) return;
   const uint64_t groups = config.grid.volume();
@@ -230,6 +267,7 @@ void run(const ThreadBody& body, const LaunchConfig& config) {
   auto work = [&](unsigned worker) {
     Group group;
     group.body = &body;
+    group.config = &config;
     group.scheduler = Fiber::for_current_thread();
     group.threads.resize(threads);
     for (auto& t : group.threads) t.fiber = std::make_unique<Fiber>(config.stack_bytes);
@@ -300,5 +338,10 @@ void* threadgroup_variable(const void* declaration, size_t bytes, size_t alignme
 }
 
 const ThreadIds& current_thread() { return running_thread("current_thread").ids; }
+
+const void* launch_context() {
+  running_thread("launch_context");
+  return tls_group->config->context;
+}
 
 }  // namespace qmetal::sim

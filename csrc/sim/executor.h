@@ -14,36 +14,29 @@
 
 #include "qmetal/error.h"
 #include "qmetal/plan.h"
+#include "qmetal_sim/abi.h"
 
 namespace qmetal::sim {
 
 inline constexpr uint32_t kSimdWidth = 32;
 
-// The thread-position attributes a kernel can ask for.
-struct ThreadIds {
-  Dim3 thread_position_in_threadgroup;
-  Dim3 threadgroup_position_in_grid;
-  Dim3 thread_position_in_grid;
-  Dim3 threads_per_threadgroup;
-  Dim3 threadgroups_per_grid;
-  Dim3 threads_per_grid;
-  uint32_t thread_index_in_threadgroup = 0;
-  uint32_t thread_index_in_simdgroup = 0;
-  uint32_t simdgroup_index_in_threadgroup = 0;
-  uint32_t threads_per_simdgroup = kSimdWidth;
-  uint32_t simdgroups_per_threadgroup = 0;
-};
+using ThreadIds = abi::ThreadIds;
+using Uint3 = abi::Uint3;
 
 enum class Schedule { forward, reverse, random };
 
 struct LaunchConfig {
   Dim3 grid;                                 // threadgroups
   Dim3 threadgroup;                          // threads per threadgroup
+  // Non-uniform grids (dispatchThreads): the total threads per dimension;
+  // threadgroups on the far edges are then partial. Zero: uniform.
+  Dim3 threads{0, 0, 0};
   std::vector<uint32_t> threadgroup_memory;  // bytes of each [[threadgroup(i)]] argument
   Schedule schedule = Schedule::forward;
   uint64_t seed = 0;                         // for Schedule::random
   size_t stack_bytes = 128 * 1024;           // per simulated thread
   unsigned workers = 0;                      // OS threads; 0: one per core
+  const void* context = nullptr;             // the caller's, see launch_context()
 };
 
 // One simulated thread's body. threadgroup_args[i] is the threadgroup's
@@ -60,13 +53,11 @@ class SimError : public Error {
 // (or what a thread threw) after stopping every threadgroup.
 void run(const ThreadBody& body, const LaunchConfig& config);
 
-// A source location, captured at the call site by the shim's default arguments.
-struct Site {
-  const char* file = "";
-  int line = 0;
-  bool operator==(const Site& other) const;
-  std::string str() const;
-};
+// A source location and operation, captured at the call site by the shim's
+// default arguments.
+using Site = abi::Site;
+bool same_site(const Site& a, const Site& b);
+std::string site_str(const Site& site);
 
 // --- called from kernel code, only inside run() ------------------------------
 
@@ -86,5 +77,8 @@ void* threadgroup_variable(const void* declaration, size_t bytes, size_t alignme
 
 // The calling thread's ids (for shim functions that need them).
 const ThreadIds& current_thread();
+
+// LaunchConfig::context of the launch the calling thread belongs to.
+const void* launch_context();
 
 }  // namespace qmetal::sim

@@ -20,7 +20,67 @@
 #include <ucontext.h>
 #endif
 
+// AddressSanitizer must be told when the stack changes, or it reports false
+// stack overflows and use-after-returns. Weak, so that the calls resolve when
+// the process has the sanitizer runtime (an instrumented build, or libasan
+// preloaded to run instrumented kernels) and are skipped otherwise.
+#if defined(__ELF__)
+extern "C" {
+void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size) __attribute__((weak));
+void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old, size_t* size_old)
+    __attribute__((weak));
+}
+#define QMETAL_FIBER_SANITIZER_HOOKS 1
+#else
+#define QMETAL_FIBER_SANITIZER_HOOKS 0
+#endif
+
 namespace qmetal::sim {
+
+namespace {
+
+// The OS thread's own stack, learnt when the first fiber starts.
+thread_local const void* tls_thread_stack_bottom = nullptr;
+thread_local size_t tls_thread_stack_size = 0;
+
+void before_switch(void** fake_stack, const void* to_bottom, size_t to_size) {
+#if QMETAL_FIBER_SANITIZER_HOOKS
+  if (__sanitizer_start_switch_fiber) {
+    if (to_bottom == nullptr) {
+      to_bottom = tls_thread_stack_bottom;
+      to_size = tls_thread_stack_size;
+    }
+    __sanitizer_start_switch_fiber(fake_stack, to_bottom, to_size);
+  }
+#else
+  (void)fake_stack, (void)to_bottom, (void)to_size;
+#endif
+}
+
+void after_switch(void* fake_stack, bool first_on_this_fiber) {
+#if QMETAL_FIBER_SANITIZER_HOOKS
+  if (__sanitizer_finish_switch_fiber) {
+    const void* bottom = nullptr;
+    size_t size = 0;
+    __sanitizer_finish_switch_fiber(fake_stack, &bottom, &size);
+    if (first_on_this_fiber) {  // fibers are always started from the OS thread's stack
+      tls_thread_stack_bottom = bottom;
+      tls_thread_stack_size = size;
+    }
+  }
+#else
+  (void)fake_stack, (void)first_on_this_fiber;
+#endif
+}
+
+}  // namespace
+
+void Fiber::start(void* self) {
+  auto* fiber = static_cast<Fiber*>(self);
+  after_switch(nullptr, true);
+  fiber->entry_(fiber->arg_);
+  std::abort();  // entries end by switching away for good
+}
 
 #if QMETAL_FIBER_ASM
 
@@ -73,6 +133,8 @@ struct Fiber::Context {
 };
 
 void Fiber::reset(Entry entry, void* arg) {
+  entry_ = entry;
+  arg_ = arg;
   constexpr uint32_t kDefaultMxcsr = 0x1F80;   // all exceptions masked, round to nearest
   constexpr uint16_t kDefaultX87Control = 0x037F;
   auto top = (reinterpret_cast<uintptr_t>(stack_) + stack_bytes_) & ~uintptr_t(15);
@@ -80,15 +142,19 @@ void Fiber::reset(Entry entry, void* arg) {
   slots[0] = kDefaultMxcsr | (uint64_t(kDefaultX87Control) << 32);
   slots[1] = 0;                                          // r15
   slots[2] = 0;                                          // r14
-  slots[3] = reinterpret_cast<uint64_t>(entry);          // r13
-  slots[4] = reinterpret_cast<uint64_t>(arg);            // r12
+  slots[3] = reinterpret_cast<uint64_t>(&Fiber::start);  // r13
+  slots[4] = reinterpret_cast<uint64_t>(this);           // r12
   slots[5] = 0;                                          // rbx
   slots[6] = 0;                                          // rbp
   slots[7] = reinterpret_cast<uint64_t>(&qmetal_fiber_start);
   context_->sp = slots;
 }
 
-void Fiber::switch_to(Fiber& from, Fiber& to) { qmetal_fiber_switch(&from.context_->sp, to.context_->sp); }
+void Fiber::switch_to(Fiber& from, Fiber& to) {
+  before_switch(&from.fake_stack_, to.stack_, to.stack_bytes_);
+  qmetal_fiber_switch(&from.context_->sp, to.context_->sp);
+  after_switch(from.fake_stack_, false);
+}
 
 #else
 
@@ -97,23 +163,25 @@ struct Fiber::Context {
 };
 
 void Fiber::reset(Entry entry, void* arg) {
+  entry_ = entry;
+  arg_ = arg;
   getcontext(&context_->context);
   context_->context.uc_stack.ss_sp = stack_;
   context_->context.uc_stack.ss_size = stack_bytes_;
   context_->context.uc_link = nullptr;
-  // makecontext passes int arguments only: split the pointers.
-  auto trampoline = +[](int entry_hi, int entry_lo, int arg_hi, int arg_lo) {
-    auto join = [](int hi, int lo) { return (uintptr_t(uint32_t(hi)) << 32) | uint32_t(lo); };
-    reinterpret_cast<Entry>(join(entry_hi, entry_lo))(reinterpret_cast<void*>(join(arg_hi, arg_lo)));
-    std::abort();
+  // makecontext passes int arguments only: split the pointer.
+  auto trampoline = +[](int self_hi, int self_lo) {
+    start(reinterpret_cast<void*>((uintptr_t(uint32_t(self_hi)) << 32) | uint32_t(self_lo)));
   };
-  auto e = reinterpret_cast<uintptr_t>(entry);
-  auto a = reinterpret_cast<uintptr_t>(arg);
-  makecontext(&context_->context, reinterpret_cast<void (*)()>(trampoline), 4, int(e >> 32), int(e), int(a >> 32),
-              int(a));
+  auto self = reinterpret_cast<uintptr_t>(this);
+  makecontext(&context_->context, reinterpret_cast<void (*)()>(trampoline), 2, int(self >> 32), int(self));
 }
 
-void Fiber::switch_to(Fiber& from, Fiber& to) { swapcontext(&from.context_->context, &to.context_->context); }
+void Fiber::switch_to(Fiber& from, Fiber& to) {
+  before_switch(&from.fake_stack_, to.stack_, to.stack_bytes_);
+  swapcontext(&from.context_->context, &to.context_->context);
+  after_switch(from.fake_stack_, false);
+}
 
 #endif
 

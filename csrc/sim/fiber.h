@@ -30,10 +30,14 @@ class Fiber {
 
  private:
   Fiber() = default;
+  static void start(void* self);  // first code a fiber runs, then entry_(arg_)
   struct Context;
   void* stack_ = nullptr;
   size_t stack_bytes_ = 0;
   std::unique_ptr<Context> context_;
+  Entry entry_ = nullptr;
+  void* arg_ = nullptr;
+  void* fake_stack_ = nullptr;  // AddressSanitizer's, kept across switches
 };
 
 }  // namespace qmetal::sim

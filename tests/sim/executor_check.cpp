@@ -11,7 +11,8 @@
 using namespace qmetal;
 using namespace qmetal::sim;
 
-#define HERE Site{__FILE__, __LINE__}
+#define BARRIER Site{__FILE__, __LINE__, 0, "barrier"}
+#define COLLECTIVE Site{__FILE__, __LINE__, 0, "simdgroup collective"}
 
 static float lane_sum(float value, uint32_t* mask, Site site) {
   float lanes[kSimdWidth] = {};
@@ -59,10 +60,10 @@ int main(int argc, char** argv) {
           auto* shared = static_cast<float*>(threadgroup_variable(&declaration, 1024 * sizeof(float), alignof(float)));
           const uint32_t t = id.thread_index_in_threadgroup;
           shared[t] = float(t + 1 + id.threadgroup_position_in_grid.x * 1000);
-          barrier(HERE);
+          barrier(BARRIER);
           for (uint32_t stride = 512; stride > 0; stride /= 2) {
             if (t < stride && t + stride < n) shared[t] += shared[t + stride];
-            barrier(HERE);
+            barrier(BARRIER);
           }
           if (t == 0) sums[id.threadgroup_position_in_grid.x] = shared[0];
         }, config({3, 1, 1}, {n, 1, 1}, schedule));
@@ -75,9 +76,9 @@ int main(int argc, char** argv) {
       std::vector<uint32_t> masks(50 * 2, 0);
       run([&](const ThreadIds& id, void* const*) {
         const uint32_t t = id.thread_index_in_threadgroup;
-        sums[2 * t] = lane_sum(float(t), &masks[2 * t], HERE);
+        sums[2 * t] = lane_sum(float(t), &masks[2 * t], COLLECTIVE);
         if (id.simdgroup_index_in_threadgroup == 1 && (t & 1)) return;
-        sums[2 * t + 1] = lane_sum(1.0f, &masks[2 * t + 1], HERE);
+        sums[2 * t + 1] = lane_sum(1.0f, &masks[2 * t + 1], COLLECTIVE);
       }, config({1, 1, 1}, {50, 1, 1}, schedule));
       for (uint32_t t = 0; t < 50; ++t) {
         std::printf("%g %u %g %u\n", sums[2 * t], masks[2 * t], sums[2 * t + 1], masks[2 * t + 1]);
@@ -90,9 +91,9 @@ int main(int argc, char** argv) {
         auto* shared = static_cast<int32_t*>(args[0]);
         const uint32_t t = id.thread_index_in_threadgroup;
         if (t == 0) out[id.threadgroup_position_in_grid.x * 64] = shared[5];  // poisoned: -1
-        barrier(HERE);
+        barrier(BARRIER);
         shared[t] = int32_t(t * 3 + id.threadgroup_position_in_grid.x);
-        barrier(HERE);
+        barrier(BARRIER);
         if (t != 0) out[id.threadgroup_position_in_grid.x * 64 + t] = shared[63 - t];
       }, c);
       for (int32_t v : out) std::printf("%d\n", v);
@@ -112,39 +113,39 @@ int main(int argc, char** argv) {
     } else if (name == "barrier_after_return") {
       run([&](const ThreadIds& id, void* const*) {
         if (id.thread_index_in_threadgroup == 5) return;
-        barrier(HERE);
+        barrier(BARRIER);
       }, config({2, 1, 1}, {64, 1, 1}, schedule));
     } else if (name == "divergent_barriers") {
       run([&](const ThreadIds& id, void* const*) {
         if (id.thread_index_in_threadgroup < 40) {
-          barrier(HERE);
+          barrier(BARRIER);
         } else {
-          barrier(HERE);
+          barrier(BARRIER);
         }
       }, config({1, 1, 1}, {64, 1, 1}, schedule));
     } else if (name == "divergent_collectives") {
       run([&](const ThreadIds& id, void* const*) {
         uint32_t mask;
         if (id.thread_index_in_simdgroup < 16) {
-          lane_sum(1.0f, &mask, HERE);
+          lane_sum(1.0f, &mask, COLLECTIVE);
         } else {
-          lane_sum(2.0f, &mask, HERE);
+          lane_sum(2.0f, &mask, COLLECTIVE);
         }
       }, config({1, 1, 1}, {32, 1, 1}, schedule));
     } else if (name == "collective_and_barrier") {
       run([&](const ThreadIds& id, void* const*) {
         uint32_t mask;
         if (id.thread_index_in_simdgroup == 3) {
-          barrier(HERE);
+          barrier(BARRIER);
         } else {
-          lane_sum(1.0f, &mask, HERE);
+          lane_sum(1.0f, &mask, COLLECTIVE);
         }
       }, config({1, 1, 1}, {32, 1, 1}, schedule));
     } else if (name == "kernel_throws") {
       run([&](const ThreadIds& id, void* const*) {
-        barrier(HERE);
+        barrier(BARRIER);
         if (id.thread_index_in_threadgroup == 7) throw Error(ErrorKind::value, "thrown by thread 7");
-        barrier(HERE);
+        barrier(BARRIER);
       }, config({8, 1, 1}, {32, 1, 1}, schedule));
     } else {
       return 64;

@@ -1,0 +1,81 @@
+// Kernels the simulator can run, and running them: the built-in library
+// (every shaders/*.metal, compiled at build time) and libraries compiled from
+// users' .metal files at run time (qmetal.sim.compile). execute() runs a
+// DispatchPlan exactly as the Metal backend encodes it; it is how every op
+// runs on a machine without Metal.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "executor.h"
+#include "qmetal/plan.h"
+#include "qmetal_sim/abi.h"
+
+namespace qmetal::sim {
+
+// Metal's argument table has 31 buffer slots per stage.
+inline constexpr uint32_t kMaxBufferBindings = 31;
+
+struct FunctionConstant {
+  uint32_t index = 0;
+  bool is_float = false;  // value in `real`, else in `integer`
+  int64_t integer = 0;
+  double real = 0.0;
+};
+
+struct KernelLaunch {
+  std::array<void*, kMaxBufferBindings> buffers{};  // [[buffer(i)]], nullptr when unbound
+  std::vector<uint32_t> threadgroup_memory;         // bytes of each [[threadgroup(i)]]
+  Dim3 grid;                                        // threadgroups
+  Dim3 threadgroup;                                 // threads per threadgroup
+  Dim3 threads{0, 0, 0};                            // non-uniform grid in threads; zero: uniform
+  Schedule schedule = Schedule::forward;
+  uint64_t seed = 0;
+  unsigned workers = 0;
+  std::vector<FunctionConstant> function_constants;
+};
+
+class Library {
+ public:
+  // Loads a library compiled from .metal by the generator (a shared object).
+  static std::shared_ptr<Library> open(const std::string& path);
+  // The kernels of shaders/*.metal.
+  static const Library& builtin();
+
+  ~Library();
+  Library(const Library&) = delete;
+  Library& operator=(const Library&) = delete;
+
+  const abi::Kernel* find(std::string_view name) const;
+  // Throws ValueError naming the missing kernel.
+  const abi::Kernel& kernel(std::string_view name) const;
+  std::vector<std::string> kernel_names() const;
+  const std::string& path() const { return path_; }
+
+  // Checks the launch against the kernel's bindings and the device limits
+  // (ValueError before anything runs), then runs every thread. Divergence and
+  // other kernel faults raise SimError.
+  void launch(std::string_view name, const KernelLaunch& launch) const;
+
+ private:
+  Library() = default;
+  void add(const abi::Library* library, const std::string& origin);
+
+  void* handle_ = nullptr;
+  std::string path_;
+  std::vector<const abi::Kernel*> kernels_;
+};
+
+// Runs a plan through `library` (the built-in kernels by default).
+void execute(const DispatchPlan& plan, const Library& library = Library::builtin(),
+             Schedule schedule = Schedule::forward, uint64_t seed = 0);
+
+// The runtime table kernels call into.
+const abi::Runtime& runtime();
+
+}  // namespace qmetal::sim

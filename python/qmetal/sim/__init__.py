@@ -1,0 +1,225 @@
+"""The simulator: Metal kernels run on the CPU with GPU semantics.
+
+Every qmetal kernel runs here on machines without Metal. Your own kernels can
+too: ``qmetal.sim.compile`` builds a ``.metal`` file with the system C++
+compiler (the same generator and MSL headers qmetal's kernels use) into a
+cached shared library, and ``Library.launch`` runs one of its kernels::
+
+    lib = qmetal.sim.compile("saxpy.metal")
+    lib.launch("saxpy", [args, x, y], grid=(n // 64,), threadgroup=(64,))
+
+Threads are fibers; threadgroups run in parallel on all cores; barriers and
+simdgroup collectives must be reached by every live thread at the same call
+site, otherwise a RuntimeError names both threads and both ``.metal`` lines.
+Threadgroup memory starts as 0xFF bytes. Kernels are built with ``-g``, so
+gdb can step through them; ``sanitize=True`` builds them with AddressSanitizer
+and UBSan (run Python with the sanitizer runtime preloaded, see the README).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import _core
+from . import _generator
+from ._generator import GeneratorError
+
+__all__ = ["CompileError", "Library", "SCHEDULES", "builtin", "compile"]
+
+SCHEDULES = ("forward", "reverse", "random")
+CXXFLAGS = ["-std=c++17", "-O2", "-g", "-fPIC", "-shared", "-fvisibility=hidden", "-fno-strict-aliasing",
+            "-ffp-contract=off", "-Wno-attributes", "-Wno-unknown-pragmas"]
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+
+
+class CompileError(RuntimeError):
+    """The .metal file did not compile; the message holds the compiler's output."""
+
+
+class Library:
+    """Kernels compiled for the simulator."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    @property
+    def path(self) -> str:
+        return self._handle.path
+
+    @property
+    def kernels(self) -> list[str]:
+        return self._handle.kernels
+
+    def __repr__(self):
+        return f"<qmetal.sim.Library {self.path} kernels={self.kernels}>"
+
+    def launch(self, name, buffers, grid=None, threadgroup=(1,), threadgroup_memory=(), *, schedule="forward",
+               seed=0, function_constants=None, threads=None, workers=0):
+        """Run kernel ``name`` as ``dispatchThreadgroups(grid, threadgroup)``
+        (or, with ``threads``, as ``dispatchThreads(threads, threadgroup)``).
+
+        ``buffers[i]`` binds ``[[buffer(i)]]`` (a list, or a dict of index to
+        buffer): NumPy arrays and qmetal Buffers are bound without copying,
+        so results appear in the arrays passed; a ``constant`` struct is a
+        NumPy array (or bytes) holding its bytes. ``threadgroup_memory[i]`` is
+        the size in bytes of ``[[threadgroup(i)]]``. ``function_constants``
+        maps indices to bool, int or float values.
+        """
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        if (grid is None) == (threads is None):
+            raise ValueError("give either grid (threadgroups) or threads (dispatchThreads), not both or neither")
+        bound, keepalive = _bind_buffers(buffers)
+        constants = sorted((function_constants or {}).items())
+        self._handle.launch(name, bound, _dims(grid, "grid") if grid is not None else [1],
+                            _dims(threadgroup, "threadgroup"), [int(b) for b in threadgroup_memory],
+                            _dims(threads, "threads") if threads is not None else None, schedule, int(seed),
+                            constants, int(workers))
+        del keepalive
+
+    def execute(self, plan, schedule="forward", seed=0):
+        """Run a ``DispatchPlan`` exactly as the Metal backend would encode it."""
+        self._handle.execute(plan, schedule, seed)
+
+
+def builtin() -> Library:
+    """qmetal's own kernels."""
+    return Library(_core.sim_builtin_library())
+
+
+def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize=None, cache_dir=None) -> Library:
+    """Build a ``.metal`` file (a path) or MSL source text for the simulator.
+
+    The result is cached by content (the preprocessed source, the simulator's
+    headers, the compiler and its flags), so a second call is quick.
+    ``defines`` are preprocessor macros; ``include_dirs`` extra include paths.
+    """
+    path, source = _source_of(path_or_source)
+    cxx = cxx or os.environ.get("QMETAL_SIM_CXX") or os.environ.get("CXX") or "c++"
+    if shutil.which(cxx) is None:
+        raise RuntimeError(f"qmetal.sim.compile needs a C++17 compiler (g++ >= 12 or clang >= 15); {cxx!r} "
+                           "was not found: install one or set CXX")
+    if sanitize is None:
+        sanitize = os.environ.get("QMETAL_SIM_SANITIZE", "") not in ("", "0")
+    include_dirs = [str(d) for d in include_dirs]
+    if path is not None:
+        include_dirs.insert(0, str(Path(path).resolve().parent))
+    defines = {str(k): (None if v is None else str(v)) for k, v in (defines or {}).items()}
+    display = str(path) if path is not None else "<source>"
+    try:
+        text = _generator.preprocess(display, cxx, include_dirs, defines, source=source)
+    except GeneratorError as error:
+        raise CompileError(str(error)) from None
+    flags = CXXFLAGS + (SANITIZE_FLAGS if sanitize else [])
+    key = hashlib.sha256("\0".join([text, _toolchain_identity(cxx), *flags]).encode()).hexdigest()[:24]
+    cache = Path(cache_dir or _default_cache_dir())
+    library = cache / f"{Path(display).stem or 'source'}-{key}.so"
+    if not library.exists():
+        try:
+            code = _generator.generate(text, display_name=display)
+        except GeneratorError as error:
+            raise CompileError(str(error)) from None
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as work:
+            cpp = Path(work) / "kernels.cpp"
+            cpp.write_text(code)
+            out = Path(work) / "kernels.so"
+            result = subprocess.run([cxx, *flags, "-I", _generator.SHIM_INCLUDE, str(cpp), "-o", str(out)],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise CompileError(f"compiling {display} for the simulator failed:\n{result.stderr}")
+            os.replace(out, library)
+    return Library(_core.sim_open_library(str(library)))
+
+
+def _source_of(path_or_source):
+    if isinstance(path_or_source, os.PathLike):
+        return Path(path_or_source), Path(path_or_source).read_text()
+    if not isinstance(path_or_source, str):
+        raise TypeError(f"path_or_source: expected a path or MSL source text, got {type(path_or_source).__name__}")
+    if "\n" not in path_or_source and path_or_source.endswith(".metal"):
+        if not os.path.exists(path_or_source):
+            raise FileNotFoundError(f"path_or_source: no such file {path_or_source!r}")
+        return Path(path_or_source), Path(path_or_source).read_text()
+    return None, path_or_source
+
+
+def _default_cache_dir():
+    if os.environ.get("QMETAL_CACHE_DIR"):
+        return Path(os.environ["QMETAL_CACHE_DIR"]) / "sim"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "qmetal" / "sim"
+
+
+@functools.lru_cache(maxsize=None)
+def _toolchain_identity(cxx):
+    """Compiler version, generator and simulator headers: what a cached
+    library depends on besides the kernel's own text."""
+    digest = hashlib.sha256()
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    digest.update(version.encode())
+    digest.update(Path(_generator.__file__).read_bytes())
+    for root, _, files in sorted(os.walk(_generator.SHIM_INCLUDE)):
+        for name in sorted(files):
+            digest.update(name.encode())
+            digest.update(Path(root, name).read_bytes())
+    digest.update(_core.__version__.encode())
+    return digest.hexdigest()
+
+
+def _dims(value, what):
+    if isinstance(value, (int, np.integer)):
+        value = (value,)
+    try:
+        dims = [int(v) for v in value]
+    except TypeError:
+        raise TypeError(f"{what}: expected an int or a tuple of 1 to 3 ints, got {value!r}") from None
+    if not 1 <= len(dims) <= 3 or any(d < 0 for d in dims):
+        raise ValueError(f"{what}: expected 1 to 3 non-negative extents, got {value!r}")
+    return dims
+
+
+def _bind_buffers(buffers):
+    """(address, bytes) per [[buffer(i)]] slot, and the objects to keep alive."""
+    if isinstance(buffers, dict):
+        slots = [None] * (max(buffers, default=-1) + 1)
+        for index, value in buffers.items():
+            if not isinstance(index, (int, np.integer)) or index < 0:
+                raise ValueError(f"buffers: keys must be buffer indices (ints >= 0), got {index!r}")
+            slots[index] = value
+    elif isinstance(buffers, (list, tuple)):
+        slots = list(buffers)
+    else:
+        raise TypeError(f"buffers: expected a list or a dict of buffers, got {type(buffers).__name__}")
+    bound, keepalive = [], []
+    for i, value in enumerate(slots):
+        if value is None:
+            bound.append((0, 0))
+            continue
+        if isinstance(value, _core.Buffer):
+            bound.append((value.address, value.nbytes))
+            keepalive.append(value)
+            continue
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            value = np.frombuffer(value, dtype=np.uint8).copy() if isinstance(value, bytes) else np.frombuffer(
+                value, dtype=np.uint8)
+        elif isinstance(value, np.generic):
+            value = np.array(value)
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"buffers[{i}]: expected a NumPy array, a qmetal Buffer or bytes, "
+                            f"got {type(value).__name__}")
+        if not value.flags.c_contiguous:
+            raise ValueError(f"buffers[{i}]: the array must be C-contiguous to be bound without a copy")
+        if value.nbytes == 0:
+            raise ValueError(f"buffers[{i}]: the array is empty")
+        bound.append((value.__array_interface__["data"][0], value.nbytes))
+        keepalive.append(value)
+    return bound, keepalive
