@@ -519,7 +519,7 @@ class Generator:
 
         def line_directive(m):
             line, file = int(m.group(1)), m.group(2)
-            if line == 0 or file.startswith("<"):
+            if line == 0 or file in ("<built-in>", "<command-line>"):
                 return ""  # the preprocessor's own pseudo-files
             return f'#line {line} "{file}"'
 
@@ -589,7 +589,11 @@ def preprocess(path: str, cxx: str, include_dirs=(), defines=None, source: str |
     result = subprocess.run(command, input=source, capture_output=True, text=True)
     if result.returncode != 0:
         raise GeneratorError(f"preprocessing {path} failed:\n{result.stderr}")
-    return result.stdout
+    if source is None:
+        return result.stdout
+    # Source text went through stdin; name it as the caller does.
+    return re.sub(r'^(#\s*\d+\s+)"<stdin>"', lambda m: m.group(1) + cxx_string(path), result.stdout,
+                  flags=re.MULTILINE)
 
 
 def generate(preprocessed: str, entry_name: str = "qmetal_sim_library", display_name: str = "") -> str:
