@@ -92,12 +92,17 @@ void bind_sim(nb::module_& m) {
             for (const auto& [index, value] : function_constants) {
               launch.function_constants.push_back(constant_from(index, value));
             }
-            nb::gil_scoped_release release;
-            h.library->launch(name, launch);
+            sim::RunStats stats;
+            {
+              nb::gil_scoped_release release;
+              stats = h.library->launch(name, launch);
+            }
+            return nb::make_tuple(stats.threads, stats.switches);
           },
           "name"_a, "buffers"_a, "grid"_a, "threadgroup"_a, "threadgroup_memory"_a, "threads"_a.none(),
           "schedule"_a, "seed"_a, "function_constants"_a, "workers"_a,
-          "Run a kernel; buffers are (address, bytes) pairs indexed by [[buffer(i)]].")
+          "Run a kernel; buffers are (address, bytes) pairs indexed by [[buffer(i)]]. Returns (threads, "
+          "context switches).")
       .def(
           "execute",
           [](const LibraryHandle& h, const DispatchPlan& plan, const std::string& schedule, uint64_t seed) {

@@ -63,6 +63,7 @@ struct Group {
   std::vector<Allocation> variables;
   uint32_t current = 0;
   uint32_t done = 0;
+  RunStats stats;
   std::exception_ptr thread_error;
 };
 
@@ -204,6 +205,7 @@ void run_threadgroup(Group& group, const LaunchConfig& config, const Dim3& posit
                                     : config.threads;
   group.count = count;
   group.done = 0;
+  group.stats.threads += count;
   group.variables.clear();
   for (auto& memory : group.threadgroup_args) std::fill(memory.begin(), memory.end(), kPoison);
   for (uint32_t i = 0; i < count; ++i) {
@@ -236,6 +238,7 @@ void run_threadgroup(Group& group, const LaunchConfig& config, const Dim3& posit
       progressed = true;
       group.current = i;
       Fiber::switch_to(*group.scheduler, *t.fiber);
+      ++group.stats.switches;
       if (group.thread_error) std::rethrow_exception(group.thread_error);
       try_complete_collective(group, i / kSimdWidth);
     }
@@ -245,7 +248,7 @@ void run_threadgroup(Group& group, const LaunchConfig& config, const Dim3& posit
 
 }  // namespace
 
-void run(const ThreadBody& body, const LaunchConfig& launch) {
+RunStats run(const ThreadBody& body, const LaunchConfig& launch) {
   LaunchConfig config = launch;
   if (config.threads.volume() != 0) {
     // dispatchThreads: as many threadgroups as cover the threads.
@@ -254,7 +257,7 @@ void run(const ThreadBody& body, const LaunchConfig& launch) {
                    cover(config.threads.z, config.threadgroup.z)};
   }
   const uint64_t threads = config.threadgroup.volume();
-  if (threads == 0 || config.grid.volume() == 0) return;
+  if (threads == 0 || config.grid.volume() == 0) return {};
   const uint64_t groups = config.grid.volume();
   unsigned workers = config.workers ? config.workers : std::max(1u, std::thread::hardware_concurrency());
   workers = static_cast<unsigned>(std::min<uint64_t>(workers, groups));
@@ -263,6 +266,7 @@ void run(const ThreadBody& body, const LaunchConfig& launch) {
   std::atomic<bool> failed{false};
   std::mutex error_mutex;
   std::exception_ptr first_error;
+  std::atomic<uint64_t> total_threads{0}, total_switches{0};
 
   auto work = [&](unsigned worker) {
     Group group;
@@ -291,6 +295,8 @@ void run(const ThreadBody& body, const LaunchConfig& launch) {
       failed = true;
     }
     tls_group = nullptr;
+    total_threads += group.stats.threads;
+    total_switches += group.stats.switches;
   };
 
   if (workers == 1) {
@@ -301,6 +307,7 @@ void run(const ThreadBody& body, const LaunchConfig& launch) {
     for (auto& t : pool) t.join();
   }
   if (first_error) std::rethrow_exception(first_error);
+  return {total_threads.load(), total_switches.load()};
 }
 
 void barrier(Site site) {

@@ -49,9 +49,15 @@ class SimError : public Error {
   explicit SimError(const std::string& message) : Error(ErrorKind::runtime, message) {}
 };
 
+// What a run did, for benchmarks.
+struct RunStats {
+  uint64_t threads = 0;
+  uint64_t switches = 0;  // scheduler-to-fiber switches (each is matched by one back)
+};
+
 // Runs every thread of the grid; returns when all are done. Throws SimError
 // (or what a thread threw) after stopping every threadgroup.
-void run(const ThreadBody& body, const LaunchConfig& config);
+RunStats run(const ThreadBody& body, const LaunchConfig& config);
 
 // A source location and operation, captured at the call site by the shim's
 // default arguments.

@@ -144,7 +144,7 @@ std::vector<std::string> Library::kernel_names() const {
   return names;
 }
 
-void Library::launch(std::string_view name, const KernelLaunch& launch) const {
+RunStats Library::launch(std::string_view name, const KernelLaunch& launch) const {
   const abi::Kernel& k = kernel(name);
   const std::string who = "kernel '" + std::string(name) + "'";
   const DeviceCapabilities limits;  // the simulator reproduces Metal's limits
@@ -193,7 +193,8 @@ void Library::launch(std::string_view name, const KernelLaunch& launch) const {
   config.context = &context;
   void* const* buffers = launch.buffers.data();
   const abi::Invoke invoke = k.invoke;
-  run([&](const ThreadIds& ids, void* const* threadgroup_args) { invoke(buffers, &ids, threadgroup_args); }, config);
+  return run([&](const ThreadIds& ids, void* const* threadgroup_args) { invoke(buffers, &ids, threadgroup_args); },
+             config);
 }
 
 void execute(const DispatchPlan& plan, const Library& library, Schedule schedule, uint64_t seed) {

@@ -60,7 +60,7 @@ class Library {
   // Checks the launch against the kernel's bindings and the device limits
   // (ValueError before anything runs), then runs every thread. Divergence and
   // other kernel faults raise SimError.
-  void launch(std::string_view name, const KernelLaunch& launch) const;
+  RunStats launch(std::string_view name, const KernelLaunch& launch) const;
 
  private:
   Library() = default;

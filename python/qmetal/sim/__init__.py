@@ -72,6 +72,9 @@ class Library:
         NumPy array (or bytes) holding its bytes. ``threadgroup_memory[i]`` is
         the size in bytes of ``[[threadgroup(i)]]``. ``function_constants``
         maps indices to bool, int or float values.
+
+        Returns ``{"threads": ..., "switches": ...}``: simulated threads run
+        and fiber context switches made, for benchmarks.
         """
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}, got {schedule!r}")
@@ -79,11 +82,12 @@ class Library:
             raise ValueError("give either grid (threadgroups) or threads (dispatchThreads), not both or neither")
         bound, keepalive = _bind_buffers(buffers)
         constants = sorted((function_constants or {}).items())
-        self._handle.launch(name, bound, _dims(grid, "grid") if grid is not None else [1],
+        threads_run, switches = self._handle.launch(name, bound, _dims(grid, "grid") if grid is not None else [1],
                             _dims(threadgroup, "threadgroup"), [int(b) for b in threadgroup_memory],
                             _dims(threads, "threads") if threads is not None else None, schedule, int(seed),
                             constants, int(workers))
         del keepalive
+        return {"threads": threads_run, "switches": switches}
 
     def execute(self, plan, schedule="forward", seed=0):
         """Run a ``DispatchPlan`` exactly as the Metal backend would encode it."""
