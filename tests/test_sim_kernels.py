@@ -441,23 +441,12 @@ def test_missing_barrier_shows_as_schedule_dependence(broken):
 # --- sanitizers -------------------------------------------------------------------
 
 
-def sanitizer_runtime():
-    cxx = os.environ.get("CXX", "c++")
-    path = subprocess.run([cxx, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
-    if not os.path.isabs(path) or not os.path.exists(path):
-        pytest.skip("the compiler has no AddressSanitizer runtime")
-    return path
-
-
 def sanitized_env(tmp_path):
-    # libstdc++ preloaded too, so ASan's C++ exception interceptor finds it.
-    cxx = os.environ.get("CXX", "c++")
-    libstdcxx = subprocess.run([cxx, "-print-file-name=libstdc++.so"], capture_output=True, text=True).stdout.strip()
-    env = dict(os.environ, LD_PRELOAD=f"{sanitizer_runtime()} {libstdcxx}", QMETAL_SIM_SANITIZE="1",
-               QMETAL_CACHE_DIR=str(tmp_path / "cache"),
-               ASAN_OPTIONS="detect_leaks=0:detect_stack_use_after_return=0",
-               UBSAN_OPTIONS="print_stacktrace=1")
-    return env
+    preload = sim.sanitizer_preload()
+    if not preload:
+        pytest.skip("the compiler has no AddressSanitizer runtime")
+    return dict(os.environ, LD_PRELOAD=preload, QMETAL_SIM_SANITIZE="1", QMETAL_CACHE_DIR=str(tmp_path / "cache"),
+                ASAN_OPTIONS="detect_leaks=0:detect_stack_use_after_return=0", UBSAN_OPTIONS="print_stacktrace=1")
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="preloads the Linux sanitizer runtime")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -32,7 +33,7 @@ from .. import _core
 from . import _generator
 from ._generator import GeneratorError
 
-__all__ = ["CompileError", "Library", "SCHEDULES", "builtin", "compile"]
+__all__ = ["CompileError", "Library", "SCHEDULES", "builtin", "compile", "sanitizer_preload"]
 
 SCHEDULES = ("forward", "reverse", "random")
 CXXFLAGS = ["-std=c++17", "-O2", "-g", "-fPIC", "-shared", "-fvisibility=hidden", "-fno-strict-aliasing",
@@ -122,7 +123,7 @@ def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize
         text = _generator.preprocess(display, cxx, include_dirs, defines, source=source)
     except GeneratorError as error:
         raise CompileError(str(error)) from None
-    flags = CXXFLAGS + (SANITIZE_FLAGS if sanitize else [])
+    flags = CXXFLAGS + _compiler_flags(cxx, sanitize)
     key = hashlib.sha256("\0".join([text, _toolchain_identity(cxx), *flags]).encode()).hexdigest()[:24]
     cache = Path(cache_dir or _default_cache_dir())
     library = cache / f"{Path(display).stem or 'source'}-{key}.so"
@@ -142,6 +143,41 @@ def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize
                 raise CompileError(f"compiling {display} for the simulator failed:\n{result.stderr}")
             os.replace(out, library)
     return Library(_core.sim_open_library(str(library)))
+
+
+def sanitizer_preload(cxx=None) -> str:
+    """What LD_PRELOAD must hold for kernels built with ``sanitize=True``: the
+    compiler's AddressSanitizer runtime (and, for g++, libstdc++ so ASan's
+    exception interceptor finds it). Empty if the compiler has none."""
+    cxx = cxx or os.environ.get("QMETAL_SIM_CXX") or os.environ.get("CXX") or "c++"
+    if _is_clang(cxx):
+        names = [f"libclang_rt.asan-{platform.machine()}.so"]
+    else:
+        names = ["libasan.so", "libstdc++.so"]
+    paths = []
+    for name in names:
+        path = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True, text=True).stdout.strip()
+        if not os.path.isabs(path) or not os.path.exists(path):
+            return ""
+        paths.append(path)
+    return " ".join(paths)
+
+
+def _compiler_flags(cxx, sanitize):
+    flags = []
+    if _is_clang(cxx):
+        flags.append("-fexcess-precision=16")  # round half arithmetic per operation, as the GPU does
+    if sanitize:
+        flags += SANITIZE_FLAGS
+        if _is_clang(cxx):
+            flags.append("-shared-libsan")  # clang leaves the runtime out of shared objects otherwise
+    return flags
+
+
+@functools.lru_cache(maxsize=None)
+def _is_clang(cxx):
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    return "clang" in version.lower()
 
 
 def _source_of(path_or_source):
