@@ -19,30 +19,40 @@ HERE = os.path.dirname(__file__)
 SOURCES = os.path.join(HERE, "..", "csrc")
 
 
-@pytest.fixture(scope="module", params=["installed", "ucontext"])
+# "installed": the wheel's library; "ucontext": the fallback switch, from the
+# sources; "arm64": the arm64 assembly switch, cross-compiled and run under
+# qemu-user where both are installed (apt-get install g++-aarch64-linux-gnu
+# qemu-user), the only way to run it on an x86-64 machine.
+@pytest.fixture(scope="module", params=["installed", "ucontext", "arm64"])
 def check_program(request, tmp_path_factory):
-    if shutil.which("c++") is None:
+    compiler, runner = "c++", []
+    if request.param == "arm64":
+        compiler = "aarch64-linux-gnu-g++"
+        if shutil.which(compiler) is None or shutil.which("qemu-aarch64") is None:
+            pytest.skip("needs aarch64-linux-gnu-g++ and qemu-aarch64")
+        runner = ["qemu-aarch64"]
+    if shutil.which(compiler) is None:
         pytest.skip("no C++ compiler")
     binary = tmp_path_factory.mktemp("sim") / "executor_check"
     if request.param == "installed":
-        libraries = [qmetal.get_library("sim"), qmetal.get_library("core")]
+        sources = [qmetal.get_library("sim"), qmetal.get_library("core")]
     else:
         if not os.path.isdir(os.path.join(SOURCES, "sim")):
             pytest.skip("needs the source tree")
-        libraries = ["-DQMETAL_SIM_UCONTEXT", "-DQMETAL_VERSION=\"test\"", "-I", os.path.join(SOURCES, "include"),
-                     "-I", os.path.join(HERE, "..", "shaders")]
-        libraries += ["-I", os.path.join(SOURCES, "sim", "include")]
-        libraries += [os.path.join(SOURCES, "sim", name) for name in ("executor.cpp", "fiber.cpp")]
-        libraries += [os.path.join(SOURCES, "core", name) for name in sorted(os.listdir(os.path.join(SOURCES, "core")))
-                      if name.endswith(".cpp")]
-    subprocess.run(["c++", "-std=c++17", "-O1", "-I", qmetal.get_include(), "-I", os.path.join(qmetal.get_include(), "sim"),
-                    os.path.join(HERE, "sim", "executor_check.cpp"), *libraries, "-pthread", "-o", str(binary)],
+        sources = ["-DQMETAL_VERSION=\"test\"", "-I", os.path.join(SOURCES, "include"),
+                   "-I", os.path.join(HERE, "..", "shaders"), "-I", os.path.join(SOURCES, "sim", "include")]
+        sources += ["-DQMETAL_SIM_UCONTEXT"] if request.param == "ucontext" else ["-static"]
+        sources += [os.path.join(SOURCES, "sim", name) for name in ("executor.cpp", "fiber.cpp")]
+        sources += [os.path.join(SOURCES, "core", name) for name in sorted(os.listdir(os.path.join(SOURCES, "core")))
+                    if name.endswith(".cpp")]
+    subprocess.run([compiler, "-std=c++17", "-O1", "-I", qmetal.get_include(),
+                    os.path.join(HERE, "sim", "executor_check.cpp"), *sources, "-pthread", "-o", str(binary)],
                    check=True, capture_output=True)
-    return binary
+    return [*runner, str(binary)]
 
 
-def scenario(binary, name, schedule="forward"):
-    result = subprocess.run([str(binary), name, schedule], capture_output=True, text=True, timeout=60)
+def scenario(command, name, schedule="forward"):
+    result = subprocess.run([*command, name, schedule], capture_output=True, text=True, timeout=120)
     assert result.returncode in (0, 3), result.stderr
     return result.returncode, result.stdout.splitlines()
 

@@ -1,8 +1,10 @@
-// The assembly below is for x86-64 ELF (Linux); elsewhere (Apple silicon
-// among them, until an arm64 switch is written and tested) ucontext is used,
-// which on macOS needs _XOPEN_SOURCE before the first system header.
+// Assembly switches for x86-64 ELF (Linux) and arm64 (Linux and Apple
+// silicon); elsewhere ucontext, which on macOS needs _XOPEN_SOURCE before the
+// first system header. -DQMETAL_SIM_UCONTEXT forces ucontext (tests use it).
 #if defined(__x86_64__) && defined(__ELF__) && !defined(QMETAL_SIM_UCONTEXT)
 #define QMETAL_FIBER_ASM 1
+#elif defined(__aarch64__) && (defined(__ELF__) || defined(__APPLE__)) && !defined(QMETAL_SIM_UCONTEXT)
+#define QMETAL_FIBER_ASM 2
 #else
 #define QMETAL_FIBER_ASM 0
 #ifndef _XOPEN_SOURCE
@@ -82,7 +84,7 @@ void Fiber::start(void* self) {
   std::abort();  // entries end by switching away for good
 }
 
-#if QMETAL_FIBER_ASM
+#if QMETAL_FIBER_ASM == 1
 
 extern "C" void qmetal_fiber_switch(void** save_sp, void* load_sp);
 extern "C" void qmetal_fiber_start();
@@ -148,6 +150,87 @@ void Fiber::reset(Entry entry, void* arg) {
   slots[6] = 0;                                          // rbp
   slots[7] = reinterpret_cast<uint64_t>(&qmetal_fiber_start);
   context_->sp = slots;
+}
+
+void Fiber::switch_to(Fiber& from, Fiber& to) {
+  before_switch(&from.fake_stack_, to.stack_, to.stack_bytes_);
+  qmetal_fiber_switch(&from.context_->sp, to.context_->sp);
+  after_switch(from.fake_stack_, false);
+}
+
+#elif QMETAL_FIBER_ASM == 2
+
+extern "C" void qmetal_fiber_switch(void** save_sp, void* load_sp);
+extern "C" void qmetal_fiber_start();
+
+#if defined(__APPLE__)
+#define QMETAL_ASM_NAME(name) "_" #name
+#define QMETAL_ASM_FUNCTION(name) ".globl _" #name "\n.p2align 2\n_" #name ":\n"
+#define QMETAL_ASM_END(name) ""
+#else
+#define QMETAL_ASM_NAME(name) #name
+#define QMETAL_ASM_FUNCTION(name) ".globl " #name "\n.type " #name ", %function\n.p2align 2\n" #name ":\n"
+#define QMETAL_ASM_END(name) ".size " #name ", .-" #name "\n"
+#endif
+
+// AAPCS64: save x19-x28, fp, lr, d8-d15 and the FP control register in a
+// 176-byte frame on the old stack, swap stack pointers, restore from the
+// new stack and return through its lr. A fresh stack holds a frame whose lr
+// is qmetal_fiber_start, with x19 = arg and x20 = entry.
+asm(".text\n"
+    QMETAL_ASM_FUNCTION(qmetal_fiber_switch)
+    "  sub sp, sp, #176\n"
+    "  stp x19, x20, [sp, #0]\n"
+    "  stp x21, x22, [sp, #16]\n"
+    "  stp x23, x24, [sp, #32]\n"
+    "  stp x25, x26, [sp, #48]\n"
+    "  stp x27, x28, [sp, #64]\n"
+    "  stp x29, x30, [sp, #80]\n"
+    "  stp d8, d9, [sp, #96]\n"
+    "  stp d10, d11, [sp, #112]\n"
+    "  stp d12, d13, [sp, #128]\n"
+    "  stp d14, d15, [sp, #144]\n"
+    "  mrs x9, fpcr\n"
+    "  str x9, [sp, #160]\n"
+    "  mov x9, sp\n"
+    "  str x9, [x0]\n"
+    "  mov sp, x1\n"
+    "  ldr x9, [sp, #160]\n"
+    "  msr fpcr, x9\n"
+    "  ldp d14, d15, [sp, #144]\n"
+    "  ldp d12, d13, [sp, #128]\n"
+    "  ldp d10, d11, [sp, #112]\n"
+    "  ldp d8, d9, [sp, #96]\n"
+    "  ldp x29, x30, [sp, #80]\n"
+    "  ldp x27, x28, [sp, #64]\n"
+    "  ldp x25, x26, [sp, #48]\n"
+    "  ldp x23, x24, [sp, #32]\n"
+    "  ldp x21, x22, [sp, #16]\n"
+    "  ldp x19, x20, [sp, #0]\n"
+    "  add sp, sp, #176\n"
+    "  ret\n"
+    QMETAL_ASM_END(qmetal_fiber_switch)
+    QMETAL_ASM_FUNCTION(qmetal_fiber_start)
+    "  mov x0, x19\n"
+    "  blr x20\n"
+    "  brk #0\n"
+    QMETAL_ASM_END(qmetal_fiber_start));
+
+struct Fiber::Context {
+  void* sp = nullptr;
+};
+
+void Fiber::reset(Entry entry, void* arg) {
+  entry_ = entry;
+  arg_ = arg;
+  constexpr int kFrameWords = 22;  // 176 bytes
+  auto top = (reinterpret_cast<uintptr_t>(stack_) + stack_bytes_) & ~uintptr_t(15);
+  auto* frame = reinterpret_cast<uint64_t*>(top) - kFrameWords;
+  for (int i = 0; i < kFrameWords; ++i) frame[i] = 0;       // fpcr 0: round to nearest, no traps
+  frame[0] = reinterpret_cast<uint64_t>(this);              // x19
+  frame[1] = reinterpret_cast<uint64_t>(&Fiber::start);     // x20
+  frame[11] = reinterpret_cast<uint64_t>(&qmetal_fiber_start);  // x30
+  context_->sp = frame;
 }
 
 void Fiber::switch_to(Fiber& from, Fiber& to) {
