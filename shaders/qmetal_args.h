@@ -19,4 +19,38 @@ QMETAL_CONSTEXPR uint32_t kArgsBufferIndex = 0;
 QMETAL_CONSTEXPR uint32_t kFirstDataBufferIndex = 1;
 QMETAL_CONSTEXPR uint32_t kSimdWidth = 32;
 
+// Batch dimensions a batched matmul broadcasts over (MLX broadcasts any
+// number; more than this are folded by the host where contiguous).
+QMETAL_CONSTEXPR uint32_t kMaxBatchDims = 4;
+
+// --- MLX affine ----------------------------------------------------------------
+
+// Buffers of every affine matmul kernel.
+QMETAL_CONSTEXPR uint32_t kAffineX = 1;        // activations [batch..., M, K]
+QMETAL_CONSTEXPR uint32_t kAffineW = 2;        // packed codes, read as bytes
+QMETAL_CONSTEXPR uint32_t kAffineScales = 3;
+QMETAL_CONSTEXPR uint32_t kAffineBiases = 4;
+QMETAL_CONSTEXPR uint32_t kAffineY = 5;        // output [batch..., M, N]
+
+// y = x @ dequant(w)^T (transposed, w [N, K]) or x @ dequant(w) (w [K, N]).
+// Matrix z of the batch reads x matrix x_index(z) and w matrix w_index(z),
+// where an index is sum(batch position[d] * stride[d]) over the batch shape.
+struct AffineMatmulArgs {
+  uint32_t M, N, K;
+  uint32_t batch_ndim;
+  uint32_t batch_shape[kMaxBatchDims];
+  uint32_t x_batch_strides[kMaxBatchDims];  // in matrices; 0 where x broadcasts
+  uint32_t w_batch_strides[kMaxBatchDims];
+};
+
+// Buffers of the quantize / dequantize kernels.
+QMETAL_CONSTEXPR uint32_t kAffineDense = 1;    // w [rows, K]
+QMETAL_CONSTEXPR uint32_t kAffinePacked = 2;
+QMETAL_CONSTEXPR uint32_t kAffineQScales = 3;
+QMETAL_CONSTEXPR uint32_t kAffineQBiases = 4;
+
+struct AffineQuantizeArgs {
+  uint32_t rows, K;
+};
+
 }  // namespace qmetal_args

@@ -19,6 +19,7 @@ void bind_buffer(nb::module_& m);
 void bind_device(nb::module_& m);
 void bind_plan(nb::module_& m);
 void bind_sim(nb::module_& m);
+void bind_affine(nb::module_& m);
 }  // namespace qmetal
 
 NB_MODULE(_core, m) {
@@ -42,4 +43,5 @@ NB_MODULE(_core, m) {
   qmetal::bind_buffer(m);
   qmetal::bind_plan(m);
   qmetal::bind_sim(m);
+  qmetal::bind_affine(m);
 }

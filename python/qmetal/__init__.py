@@ -39,8 +39,9 @@ def get_include() -> str:
 
 def get_library(name: str = "core") -> str:
     """A static C++ library to link with those headers: ``"core"`` (buffers,
-    devices, plans) or ``"sim"`` (the simulator's executor; needs core and
-    threads)."""
-    if name not in ("core", "sim"):
-        raise ValueError(f"name: expected 'core' or 'sim', got {name!r}")
+    devices, plans, the planner), ``"sim"`` (the simulator and the built-in
+    kernels; needs core, threads and libdl) or ``"ops"`` (the ops; needs sim
+    and core). Link order: ops, sim, core."""
+    if name not in ("core", "sim", "ops"):
+        raise ValueError(f"name: expected 'core', 'sim' or 'ops', got {name!r}")
     return _os.path.join(_os.path.dirname(__file__), "lib", f"libqmetal_{name}.a")

@@ -66,12 +66,14 @@ kernel void collectives_int(device const int* x [[buffer(0)]],
 // --- barriers and threadgroup memory ----------------------------------------
 
 // Tree reduction in a threadgroup array; n threads, any n up to 1024.
+constant constexpr int kSharedRows = 32;
+
 kernel void threadgroup_sum(device const float* x [[buffer(0)]],
                             device float* out [[buffer(1)]],
                             uint tid [[thread_index_in_threadgroup]],
                             uint n [[threads_per_threadgroup]],
                             uint group [[threadgroup_position_in_grid]]) {
-  threadgroup float shared[1024];
+  threadgroup float shared[kSharedRows * 32];  // a bound that multiplies
   shared[tid] = x[group * n + tid];
   threadgroup_barrier(mem_flags::mem_threadgroup);
   for (uint stride = 512; stride > 0; stride /= 2) {

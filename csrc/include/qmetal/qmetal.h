@@ -1,6 +1,7 @@
 // The public C++ API of qmetal.
 #pragma once
 
+#include "qmetal/affine.h"
 #include "qmetal/buffer.h"
 #include "qmetal/device.h"
 #include "qmetal/dtype.h"

@@ -453,9 +453,11 @@ class Generator:
             end += 1
         declarators = split_top_level(tokens, i + 1, end)
         first_s, first_e = declarators[0]
-        # Pointers and references to threadgroup memory keep their meaning.
+        # Pointers and references to threadgroup memory keep their meaning
+        # (looking only before any array bounds, which may multiply).
         for s, e in declarators:
-            if any(tokens[j].text in ("*", "&", "&&", "(", "=") for j in range(s, e)):
+            bounds = next((j for j in range(s, e) if tokens[j].text == "["), e)
+            if any(tokens[j].text in ("*", "&", "&&", "(", "=") for j in range(s, bounds)):
                 return
         name_at = self._declarator_name(first_s, first_e)
         type_text = source_text(self.text, tokens, first_s, name_at)

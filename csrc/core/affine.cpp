@@ -1,0 +1,320 @@
+// MLX affine: weight validation, kernel names and the planner.
+#include "qmetal/affine.h"
+
+#include <algorithm>
+
+#include "qmetal/error.h"
+#include "qmetal_args.h"
+
+namespace qmetal {
+
+namespace {
+
+using qmetal_args::kMaxBatchDims;
+
+// Threads per threadgroup of each kernel family (see shaders/affine.h).
+constexpr uint32_t kQmvThreads = 64;           // 2 simdgroups
+constexpr uint32_t kQmvRowsPerThreadgroup = 8;  // 4 rows per simdgroup
+constexpr uint32_t kQmvWideRows = 4;           // activation rows per threadgroup
+constexpr uint32_t kQvmThreads = 128;          // 4 simdgroups split K
+constexpr uint32_t kQvmColumnsPerThreadgroup = 32 * 8;
+constexpr uint32_t kTile = 32;
+constexpr uint32_t kTileThreads = 128;
+constexpr uint32_t kQuantizeThreads = 128;
+constexpr uint32_t kPack = 8;
+
+bool contains(const int* first, const int* last, int value) { return std::find(first, last, value) != last; }
+
+void check_format(int bits, int group_size) {
+  if (!contains(std::begin(kAffineBits), std::end(kAffineBits), bits)) {
+    value_error("bits: expected one of 2, 3, 4, 5, 6, 8, got ", bits);
+  }
+  if (!contains(std::begin(kAffineGroupSizes), std::end(kAffineGroupSizes), group_size)) {
+    value_error("group_size: expected one of 32, 64, 128, got ", group_size);
+  }
+}
+
+void check_float(const Buffer& b, const char* what) {
+  if (!dtype_is_float(b.dtype())) {
+    type_error(what, ": expected float32, float16 or bfloat16, got ", dtype_name(b.dtype()));
+  }
+}
+
+uint32_t ceil_div(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
+
+uint32_t checked_u32(int64_t value, const char* what) {
+  if (value < 0 || value > int64_t(UINT32_MAX)) value_error(what, " (", value, ") does not fit the kernels' 32-bit indices");
+  return static_cast<uint32_t>(value);
+}
+
+// Broadcasts two batch shapes as NumPy does.
+Shape broadcast_batch(const Shape& a, const Shape& b, const Shape& x_shape, const Shape& w_shape) {
+  Shape out(std::max(a.size(), b.size()), 1);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int64_t da = i < out.size() - a.size() ? 1 : a[i - (out.size() - a.size())];
+    const int64_t db = i < out.size() - b.size() ? 1 : b[i - (out.size() - b.size())];
+    if (da != db && da != 1 && db != 1) {
+      value_error("x: batch dimensions of shape ", shape_str(x_shape), " do not broadcast with the weight's ",
+                  shape_str(w_shape));
+    }
+    out[i] = std::max(da, db);
+  }
+  return out;
+}
+
+// Strides in matrices of a contiguous batch `shape`, aligned to `out`; 0
+// where it broadcasts.
+std::vector<uint32_t> batch_strides(const Shape& shape, const Shape& out) {
+  std::vector<uint32_t> strides(out.size(), 0);
+  uint64_t stride = 1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    const size_t dim = shape.size() - 1 - i;
+    const size_t out_dim = out.size() - 1 - i;
+    strides[out_dim] = shape[dim] == 1 ? 0 : static_cast<uint32_t>(stride);
+    stride *= static_cast<uint64_t>(shape[dim]);
+  }
+  return strides;
+}
+
+}  // namespace
+
+QuantizedWeight QuantizedWeight::from_buffers(BufferPtr packed, BufferPtr scales, BufferPtr biases, int bits,
+                                              int group_size) {
+  check_format(bits, group_size);
+  if (!packed || !scales || !biases) value_error("packed, scales and biases are required");
+  if (packed->dtype() != DType::u32) type_error("packed: expected uint32, got ", dtype_name(packed->dtype()));
+  check_float(*scales, "scales");
+  if (biases->dtype() != scales->dtype()) {
+    type_error("biases: expected ", dtype_name(scales->dtype()), " (the dtype of scales), got ",
+               dtype_name(biases->dtype()));
+  }
+  const Shape& p = packed->shape();
+  if (p.size() < 2) value_error("packed: expected [..., rows, cols * bits / 32], got shape ", shape_str(p));
+  const int64_t cols = p.back() * 32 / bits;
+  if (p.back() * 32 % bits != 0 || cols % group_size != 0 || cols == 0) {
+    value_error("packed: its last dimension (", p.back(), " words) does not hold a whole number of groups of ",
+                group_size, " values of ", bits, " bits");
+  }
+  Shape groups = p;
+  groups.back() = cols / group_size;
+  if (scales->shape() != groups) {
+    value_error("scales: expected shape ", shape_str(groups), " for packed of shape ", shape_str(p), ", got ",
+                shape_str(scales->shape()));
+  }
+  if (biases->shape() != groups) {
+    value_error("biases: expected shape ", shape_str(groups), ", got ", shape_str(biases->shape()));
+  }
+  return QuantizedWeight{std::move(packed), std::move(scales), std::move(biases), bits, group_size};
+}
+
+Shape QuantizedWeight::shape() const {
+  Shape s = packed->shape();
+  s.back() = s.back() * 32 / bits;
+  return s;
+}
+
+AffineRoute affine_route_from_name(std::string_view name) {
+  for (AffineRoute r : {AffineRoute::automatic, AffineRoute::qmv, AffineRoute::qmv_fast, AffineRoute::qmv_wide,
+                        AffineRoute::qvm, AffineRoute::qmm}) {
+    if (affine_route_name(r) == name) return r;
+  }
+  value_error("route: expected one of automatic, qmv, qmv_fast, qmv_wide, qvm, qmm, got '", std::string(name), "'");
+}
+
+std::string_view affine_route_name(AffineRoute route) {
+  switch (route) {
+    case AffineRoute::automatic: return "automatic";
+    case AffineRoute::qmv: return "qmv";
+    case AffineRoute::qmv_fast: return "qmv_fast";
+    case AffineRoute::qmv_wide: return "qmv_wide";
+    case AffineRoute::qvm: return "qvm";
+    case AffineRoute::qmm: return "qmm";
+  }
+  return "automatic";
+}
+
+std::string affine_kernel_name(std::string_view kernel, DType dtype, int group_size, int bits) {
+  return "affine_" + std::string(kernel) + "_" + std::string(dtype_name(dtype)) + "_gs" + std::to_string(group_size) +
+         "_b" + std::to_string(bits);
+}
+
+uint32_t affine_matmat_threshold(const Device& device) {
+  // Starting points after MLX's routing (smaller GPUs switch to tiles
+  // sooner); to be tuned on hardware with `python -m qmetal bench`.
+  struct Entry {
+    const char* architecture_prefix;
+    uint32_t rows;
+  };
+  static const Entry kTable[] = {
+      {"applegpu_g13", 6},   // M1
+      {"applegpu_g14", 8},   // M2
+      {"applegpu_g15", 12},  // M3
+      {"applegpu_g16", 12},  // M4
+  };
+  constexpr uint32_t kDefault = 8;
+  for (const Entry& e : kTable) {
+    if (device.architecture().rfind(e.architecture_prefix, 0) == 0) return e.rows;
+  }
+  return kDefault;
+}
+
+Shape affine_matmul_shape(const Shape& x, const QuantizedWeight& w, bool transpose) {
+  const Shape ws = w.shape();
+  const int64_t K = transpose ? ws.back() : ws[ws.size() - 2];
+  const int64_t N = transpose ? ws[ws.size() - 2] : ws.back();
+  if (x.empty()) value_error("x: expected at least one dimension, got a scalar");
+  if (x.back() != K) {
+    value_error("x: expected last dimension ", K, " (K of the weight of shape ", shape_str(ws),
+                transpose ? "" : ", transpose=False", "), got shape ", shape_str(x));
+  }
+  Shape out;
+  if (ws.size() == 2) {
+    out = x;
+  } else {
+    const Shape x_batch = x.size() >= 2 ? Shape(x.begin(), x.end() - 2) : Shape{};
+    const Shape w_batch(ws.begin(), ws.end() - 2);
+    out = broadcast_batch(x_batch, w_batch, x, ws);
+    if (out.size() > kMaxBatchDims) {
+      value_error("x: at most ", kMaxBatchDims, " batch dimensions are supported, got ", out.size());
+    }
+    out.push_back(x.size() >= 2 ? x[x.size() - 2] : 1);
+    out.push_back(K);
+    if (x.size() == 1) out.erase(out.end() - 2);  // a vector x gives a vector per matrix, as in NumPy
+  }
+  out.back() = N;
+  return out;
+}
+
+std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w,
+                                             bool transpose, const BufferPtr& y, AffineRoute route) {
+  const Shape ws = w.shape();
+  const Shape& xs = x->shape();
+  const uint32_t K = checked_u32(transpose ? ws.back() : ws[ws.size() - 2], "K");
+  const uint32_t N = checked_u32(transpose ? ws[ws.size() - 2] : ws.back(), "N");
+
+  qmetal_args::AffineMatmulArgs args{};
+  args.K = K;
+  args.N = N;
+  uint64_t batch = 1;
+  if (ws.size() == 2) {
+    args.M = checked_u32(shape_size(xs) / K, "the rows of x");  // every leading dimension folds into M
+  } else {
+    const Shape x_batch = xs.size() >= 2 ? Shape(xs.begin(), xs.end() - 2) : Shape{};
+    const Shape w_batch(ws.begin(), ws.end() - 2);
+    const Shape out = broadcast_batch(x_batch, w_batch, xs, ws);
+    args.M = xs.size() >= 2 ? checked_u32(xs[xs.size() - 2], "M") : 1;
+    args.batch_ndim = static_cast<uint32_t>(out.size());
+    const auto x_strides = batch_strides(x_batch, out);
+    const auto w_strides = batch_strides(w_batch, out);
+    for (size_t d = 0; d < out.size(); ++d) {
+      args.batch_shape[d] = checked_u32(out[d], "a batch dimension");
+      args.x_batch_strides[d] = x_strides[d];
+      args.w_batch_strides[d] = w_strides[d];
+      batch *= out[d];
+    }
+  }
+  const uint32_t M = args.M;
+  if (M == 0 || N == 0 || batch == 0) return {};
+
+  const int bits = w.bits;
+  const uint32_t threshold = affine_matmat_threshold(device);
+  // qmv_fast: whole threadgroups of rows, and K a multiple of the 512 (256
+  // for 6/8-bit) values one simdgroup's lanes cover per step.
+  const uint32_t fast_k = bits >= 6 ? 256 : 512;
+  const bool fast_ok = transpose && N % kQmvRowsPerThreadgroup == 0 && K % fast_k == 0;
+  if (route == AffineRoute::automatic) {
+    if (M >= threshold) {
+      route = AffineRoute::qmm;
+    } else if (!transpose) {
+      route = AffineRoute::qvm;
+    } else if (M == 1) {
+      route = fast_ok ? AffineRoute::qmv_fast : AffineRoute::qmv;
+    } else {
+      route = AffineRoute::qmv_wide;
+    }
+  }
+  const bool mat_vec = route == AffineRoute::qmv || route == AffineRoute::qmv_fast || route == AffineRoute::qmv_wide;
+  if (mat_vec && !transpose) {
+    value_error("route: '", affine_route_name(route), "' needs transpose=True (use 'qvm' or 'qmm')");
+  }
+  if (route == AffineRoute::qvm && transpose) value_error("route: 'qvm' needs transpose=False");
+  if (route == AffineRoute::qmv_fast && !fast_ok) {
+    value_error("route: 'qmv_fast' needs N % ", kQmvRowsPerThreadgroup, " == 0 and K % ", fast_k,
+                " == 0, got N = ", N, ", K = ", K);
+  }
+
+  DispatchPlan plan;
+  plan.set_args(args);
+  plan.bind(qmetal_args::kAffineX, x, Access::read);
+  plan.bind(qmetal_args::kAffineW, w.packed, Access::read);
+  plan.bind(qmetal_args::kAffineScales, w.scales, Access::read);
+  plan.bind(qmetal_args::kAffineBiases, w.biases, Access::read);
+  plan.bind(qmetal_args::kAffineY, y, Access::write);
+  const uint32_t z = checked_u32(static_cast<int64_t>(batch), "the batch size");
+  const DType dtype = w.dtype();
+  switch (route) {
+    case AffineRoute::qmv:
+    case AffineRoute::qmv_fast:
+      plan.kernel = affine_kernel_name(affine_route_name(route), dtype, w.group_size, bits);
+      plan.grid = {ceil_div(N, kQmvRowsPerThreadgroup), M, z};
+      plan.threadgroup = {kQmvThreads, 1, 1};
+      break;
+    case AffineRoute::qmv_wide:
+      plan.kernel = affine_kernel_name("qmv_wide", dtype, w.group_size, bits);
+      plan.grid = {ceil_div(N, kQmvRowsPerThreadgroup), ceil_div(M, kQmvWideRows), z};
+      plan.threadgroup = {kQmvThreads, 1, 1};
+      break;
+    case AffineRoute::qvm:
+      plan.kernel = affine_kernel_name("qvm", dtype, w.group_size, bits);
+      plan.grid = {ceil_div(N, kQvmColumnsPerThreadgroup), M, z};
+      plan.threadgroup = {kQvmThreads, 1, 1};
+      break;
+    case AffineRoute::qmm:
+    case AffineRoute::automatic:
+      plan.kernel = affine_kernel_name(transpose ? "qmm_t" : "qmm_n", dtype, w.group_size, bits);
+      plan.grid = {ceil_div(N, kTile), ceil_div(M, kTile), z};
+      plan.threadgroup = {kTileThreads, 1, 1};
+      break;
+  }
+  plan.validate(device.capabilities());
+  return {std::move(plan)};
+}
+
+namespace detail {
+
+// Plans of the quantize / dequantize kernels: one thread per group / pack.
+DispatchPlan plan_affine_quantize(const Device& device, const BufferPtr& dense, const QuantizedWeight& w,
+                                  bool quantize) {
+  const Shape shape = w.shape();
+  qmetal_args::AffineQuantizeArgs args{};
+  args.K = checked_u32(shape.back(), "K");
+  args.rows = checked_u32(shape_size(shape) / shape.back(), "the rows of w");
+  const uint64_t items = uint64_t(args.rows) * (quantize ? args.K / w.group_size : args.K / kPack);
+  DispatchPlan plan;
+  plan.kernel = affine_kernel_name(quantize ? "quantize" : "dequantize", w.dtype(), w.group_size, w.bits);
+  plan.set_args(args);
+  const Access dense_access = quantize ? Access::read : Access::write;
+  const Access packed_access = quantize ? Access::write : Access::read;
+  plan.bind(qmetal_args::kAffineDense, dense, dense_access);
+  plan.bind(qmetal_args::kAffinePacked, w.packed, packed_access);
+  plan.bind(qmetal_args::kAffineQScales, w.scales, packed_access);
+  plan.bind(qmetal_args::kAffineQBiases, w.biases, packed_access);
+  plan.grid = {ceil_div(items, kQuantizeThreads), 1, 1};
+  plan.threadgroup = {kQuantizeThreads, 1, 1};
+  plan.validate(device.capabilities());
+  return plan;
+}
+
+void check_affine_quantize_input(const Buffer& w, int bits, int group_size) {
+  check_format(bits, group_size);
+  check_float(w, "w");
+  if (w.shape().size() < 2) value_error("w: expected [..., rows, cols], got shape ", shape_str(w.shape()));
+  if (w.shape().back() % group_size != 0 || w.shape().back() == 0) {
+    value_error("w: the last dimension (", w.shape().back(), ") must be a positive multiple of group_size (",
+                group_size, ")");
+  }
+}
+
+}  // namespace detail
+
+}  // namespace qmetal

@@ -1,0 +1,65 @@
+// MLX affine quantized weights and their ops: quantize, dequantize, matmul.
+// Ops validate every argument (ValueError / TypeError naming it) before any
+// work is queued, plan the launches (the planner is the one place routing
+// lives) and run them on the device.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qmetal/buffer.h"
+#include "qmetal/device.h"
+#include "qmetal/plan.h"
+
+namespace qmetal {
+
+inline constexpr int kAffineBits[] = {2, 3, 4, 5, 6, 8};
+inline constexpr int kAffineGroupSizes[] = {32, 64, 128};
+
+// A weight [..., rows, cols] quantized along cols: packed uint32
+// [..., rows, cols * bits / 32], scales and biases [..., rows, cols / group_size].
+struct QuantizedWeight {
+  BufferPtr packed, scales, biases;
+  int bits = 4;
+  int group_size = 64;
+
+  // Checks dtypes and shapes against each other (TypeError / ValueError).
+  static QuantizedWeight from_buffers(BufferPtr packed, BufferPtr scales, BufferPtr biases, int bits, int group_size);
+
+  DType dtype() const { return scales->dtype(); }
+  // The dense weight's shape [..., rows, cols].
+  Shape shape() const;
+};
+
+// Kernel routes; `automatic` lets the planner choose. Forcing one is for
+// tests and benchmarks (ValueError if the shape does not allow it).
+enum class AffineRoute { automatic, qmv, qmv_fast, qmv_wide, qvm, qmm };
+AffineRoute affine_route_from_name(std::string_view name);
+std::string_view affine_route_name(AffineRoute route);
+
+// "affine_<kernel>_<dtype>_gs<group size>_b<bits>", as the shaders' instantiation macro names them.
+std::string affine_kernel_name(std::string_view kernel, DType dtype, int group_size, int bits);
+
+// Below this many activation rows the mat-vec kernels win; from a table by
+// GPU generation, with a default for the simulator.
+uint32_t affine_matmat_threshold(const Device& device);
+
+// Launch plans (the planner). Buffers are bound as given; `y` must have the
+// result's shape and dtype.
+std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w,
+                                             bool transpose, const BufferPtr& y, AffineRoute route);
+
+// The ops.
+QuantizedWeight affine_quantize(const Device& device, const BufferPtr& w, int bits, int group_size);
+BufferPtr affine_dequantize(const Device& device, const QuantizedWeight& w);
+// y = x @ dequant(w)^T (transpose) or x @ dequant(w); x [..., M, K] with
+// x.dtype == w.dtype(); a batched w broadcasts against x's leading dims.
+// Writes into `out` when given (checked first), else allocates.
+BufferPtr affine_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w, bool transpose,
+                        const BufferPtr& out = nullptr, AffineRoute route = AffineRoute::automatic);
+// The shape affine_matmul returns (ValueError if x and w do not fit).
+Shape affine_matmul_shape(const Shape& x, const QuantizedWeight& w, bool transpose);
+
+}  // namespace qmetal

@@ -1,0 +1,387 @@
+// MLX affine kernels: y = x @ dequant(w)^T (or x @ dequant(w)), where each
+// group of `group_size` codes of a row shares a scale and a bias and a row's
+// codes are one LSB-first bit stream. Eight codes of b bits fill exactly b
+// bytes, so every kernel decodes whole 8-code "packs" and one routine serves
+// all widths. Instantiated in affine_*.metal; the host names kernels with
+// affine_kernel_name() from the same parts.
+#pragma once
+
+#include <metal_stdlib>
+
+#include "qmetal_args.h"
+
+using namespace metal;
+using namespace qmetal_args;
+
+namespace affine {
+
+constant constexpr int kPack = 8;  // codes per pack
+
+// The 8 codes of pack `pack` of a row whose packs start at `row`.
+template <int bits>
+inline void unpack(const device uint8_t* row, uint pack, thread float* q) {
+  const device uint8_t* bytes = row + pack * bits;
+  ulong stream = 0;
+  for (int i = 0; i < bits; ++i) stream |= ulong(bytes[i]) << (8 * i);
+  for (int j = 0; j < kPack; ++j) q[j] = float(uint(stream >> (bits * j)) & ((1u << bits) - 1u));
+}
+
+// Which x and w matrices matrix z of a batched matmul reads.
+inline void batch_matrices(constant AffineMatmulArgs& args, uint z, thread ulong& x_matrix, thread ulong& w_matrix) {
+  x_matrix = 0;
+  w_matrix = 0;
+  for (int d = int(args.batch_ndim) - 1; d >= 0; --d) {
+    const uint position = z % args.batch_shape[d];
+    z /= args.batch_shape[d];
+    x_matrix += ulong(position) * args.x_batch_strides[d];
+    w_matrix += ulong(position) * args.w_batch_strides[d];
+  }
+}
+
+// --- mat-vec, transposed weights ---------------------------------------------------
+
+constant constexpr int kQmvSimdgroups = 2;
+constant constexpr int kQmvRowsPerSimdgroup = 4;
+
+// Each simdgroup owns kQmvRowsPerSimdgroup rows of w; lane l reads packs l,
+// l + 32, ... of each, so consecutive lanes read consecutive bytes. Every
+// pack is decoded once and applied to `x_rows` activation rows (1 for
+// mat-vec, more for small batches). `aligned`: N is a multiple of the rows
+// per threadgroup, so no row is out of range.
+template <typename T, int group_size, int bits, bool aligned, int x_rows>
+void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
+         const device T* biases, device T* y, uint3 group, uint simd_group, uint lane) {
+  const uint M = args.M, N = args.N, K = args.K;
+  const uint row_bytes = K * bits / 8;
+  const uint groups_per_row = K / group_size;
+  const uint packs = K / kPack;
+  ulong x_matrix, w_matrix;
+  batch_matrices(args, group.z, x_matrix, w_matrix);
+  x += x_matrix * M * K;
+  w += w_matrix * N * row_bytes;
+  scales += w_matrix * N * groups_per_row;
+  biases += w_matrix * N * groups_per_row;
+  y += ulong(group.z) * M * N;
+
+  const uint n0 = (group.x * kQmvSimdgroups + simd_group) * kQmvRowsPerSimdgroup;
+  const uint m0 = group.y * x_rows;
+  float acc[x_rows][kQmvRowsPerSimdgroup];
+  for (int m = 0; m < x_rows; ++m)
+    for (int r = 0; r < kQmvRowsPerSimdgroup; ++r) acc[m][r] = 0.0f;
+
+  for (uint p = lane; p < packs; p += kSimdWidth) {
+    float xs[x_rows][kPack];
+    float x_sum[x_rows];
+    for (int m = 0; m < x_rows; ++m) {
+      x_sum[m] = 0.0f;
+      for (int j = 0; j < kPack; ++j) {
+        xs[m][j] = m0 + m < M ? float(x[(m0 + m) * K + p * kPack + j]) : 0.0f;
+        x_sum[m] += xs[m][j];
+      }
+    }
+    const uint g = p * kPack / group_size;
+    for (int r = 0; r < kQmvRowsPerSimdgroup; ++r) {
+      const uint n = n0 + r;
+      if (!aligned && n >= N) break;
+      float q[kPack];
+      unpack<bits>(w + ulong(n) * row_bytes, p, q);
+      const float scale = float(scales[n * groups_per_row + g]);
+      const float bias = float(biases[n * groups_per_row + g]);
+      for (int m = 0; m < x_rows; ++m) {
+        float dot = 0.0f;
+        for (int j = 0; j < kPack; ++j) dot += q[j] * xs[m][j];
+        acc[m][r] += scale * dot + bias * x_sum[m];
+      }
+    }
+  }
+  for (int m = 0; m < x_rows; ++m) {
+    for (int r = 0; r < kQmvRowsPerSimdgroup; ++r) {
+      const float total = simd_sum(acc[m][r]);
+      if (lane == 0 && m0 + m < M && (aligned || n0 + r < N)) y[(m0 + m) * N + n0 + r] = T(total);
+    }
+  }
+}
+
+// --- mat-vec, weights not transposed (w [K, N], groups along N) -----------------------
+
+constant constexpr int kQvmSimdgroups = 4;
+
+// Lane l of every simdgroup owns output pack (8 columns) 32 * group.x + l;
+// the simdgroups split K and add their partial sums in threadgroup memory.
+template <typename T, int group_size, int bits>
+void qvm(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
+         const device T* biases, device T* y, uint3 group, uint simd_group, uint lane) {
+  const uint M = args.M, N = args.N, K = args.K;
+  const uint row_bytes = N * bits / 8;
+  const uint groups_per_row = N / group_size;
+  ulong x_matrix, w_matrix;
+  batch_matrices(args, group.z, x_matrix, w_matrix);
+  x += x_matrix * M * K;
+  w += w_matrix * K * row_bytes;
+  scales += w_matrix * K * groups_per_row;
+  biases += w_matrix * K * groups_per_row;
+  y += ulong(group.z) * M * N;
+
+  threadgroup float partial[kQvmSimdgroups * kSimdWidth * kPack];
+  const uint pack = group.x * kSimdWidth + lane;
+  const bool in_range = pack < N / kPack;
+  const uint m = group.y;
+  float acc[kPack];
+  for (int j = 0; j < kPack; ++j) acc[j] = 0.0f;
+  if (in_range) {
+    const uint g = pack * kPack / group_size;
+    for (uint k = simd_group; k < K; k += kQvmSimdgroups) {
+      const float xv = float(x[m * K + k]);
+      float q[kPack];
+      unpack<bits>(w + ulong(k) * row_bytes, pack, q);
+      const float scale = float(scales[k * groups_per_row + g]);
+      const float bias = float(biases[k * groups_per_row + g]);
+      for (int j = 0; j < kPack; ++j) acc[j] += xv * (scale * q[j] + bias);
+    }
+  }
+  for (int j = 0; j < kPack; ++j) partial[(simd_group * kSimdWidth + lane) * kPack + j] = acc[j];
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  if (simd_group == 0 && in_range) {
+    for (int j = 0; j < kPack; ++j) {
+      float total = 0.0f;
+      for (int s = 0; s < kQvmSimdgroups; ++s) total += partial[(s * kSimdWidth + lane) * kPack + j];
+      y[m * N + pack * kPack + j] = T(total);
+    }
+  }
+}
+
+// --- mat-mat: 32 x 32 output tiles ---------------------------------------------------
+
+constant constexpr int kTile = 32;           // rows of x, rows of w and K per step
+constant constexpr int kTileStride = kTile + 4;  // padded rows spread threadgroup-memory banks
+constant constexpr int kTileThreads = 128;   // 4 simdgroups, each a 16 x 16 quarter
+constant constexpr int kFrag = 8;            // simdgroup_matrix side
+constant constexpr int kLoadsPerThread = kTile * kTile / kTileThreads;  // one pack each
+
+// x and the dequantized w tile are staged in threadgroup memory as float and
+// multiplied with 8x8 simdgroup matrices, accumulating in float; each w pack
+// is decoded once per tile and reused by all 32 rows of x.
+template <typename T, int group_size, int bits, bool transpose>
+void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
+         const device T* biases, device T* y, uint3 group, uint thread_index, uint simd_group) {
+  static_assert(kLoadsPerThread == kPack, "each thread loads one pack of x and one of w per step");
+  const uint M = args.M, N = args.N, K = args.K;
+  const uint w_row_values = transpose ? K : N;
+  const uint row_bytes = w_row_values * bits / 8;
+  const uint groups_per_row = w_row_values / group_size;
+  ulong x_matrix, w_matrix;
+  batch_matrices(args, group.z, x_matrix, w_matrix);
+  x += x_matrix * M * K;
+  w += w_matrix * N * K * bits / 8;
+  scales += w_matrix * N * K / group_size;
+  biases += w_matrix * N * K / group_size;
+  y += ulong(group.z) * M * N;
+
+  threadgroup float xs[kTile * kTileStride];
+  threadgroup float ws[kTile * kTileStride];
+  const uint tile_m = group.y * kTile;
+  const uint tile_n = group.x * kTile;
+  const uint load_row = thread_index / (kTile / kPack);
+  const uint load_col = thread_index % (kTile / kPack) * kPack;
+  const uint frag_m = simd_group / 2 * 16;
+  const uint frag_n = simd_group % 2 * 16;
+
+  simdgroup_float8x8 acc[2][2];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j) acc[i][j] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+
+  for (uint k0 = 0; k0 < K; k0 += kTile) {
+    const uint m = tile_m + load_row;
+    for (int j = 0; j < kPack; ++j) {
+      xs[load_row * kTileStride + load_col + j] = m < M ? float(x[m * K + k0 + load_col + j]) : 0.0f;
+    }
+    // transpose: tile row = n, columns = k. Otherwise tile row = k, columns = n.
+    const uint w_row = transpose ? tile_n + load_row : k0 + load_row;
+    const uint w_col = transpose ? k0 + load_col : tile_n + load_col;
+    const bool valid = transpose ? w_row < N : w_col < N;
+    float q[kPack];
+    if (valid) {
+      unpack<bits>(w + ulong(w_row) * row_bytes, w_col / kPack, q);
+      const uint g = w_row * groups_per_row + w_col / group_size;
+      const float scale = float(scales[g]), bias = float(biases[g]);
+      for (int j = 0; j < kPack; ++j) ws[load_row * kTileStride + load_col + j] = scale * q[j] + bias;
+    } else {
+      for (int j = 0; j < kPack; ++j) ws[load_row * kTileStride + load_col + j] = 0.0f;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (int kk = 0; kk < kTile; kk += kFrag) {
+      simdgroup_float8x8 a[2], b[2];
+      for (int i = 0; i < 2; ++i) simdgroup_load(a[i], xs, kTileStride, ulong2(kk, frag_m + i * kFrag));
+      for (int j = 0; j < 2; ++j) {
+        if (transpose) {
+          simdgroup_load(b[j], ws, kTileStride, ulong2(kk, frag_n + j * kFrag), true);
+        } else {
+          simdgroup_load(b[j], ws, kTileStride, ulong2(frag_n + j * kFrag, kk));
+        }
+      }
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+  }
+
+  // Through threadgroup memory, so edge tiles store only what is in range.
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j)
+      simdgroup_store(acc[i][j], xs, kTileStride, ulong2(frag_n + j * kFrag, frag_m + i * kFrag));
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  const uint m = tile_m + load_row;
+  for (int j = 0; j < kPack; ++j) {
+    const uint n = tile_n + load_col + j;
+    if (m < M && n < N) y[m * N + n] = T(xs[load_row * kTileStride + load_col + j]);
+  }
+}
+
+// --- quantize / dequantize --------------------------------------------------------------
+
+// One thread per group, in float32 as mlx's CPU quantize, so results match
+// it bit for bit.
+template <typename T, int group_size, int bits>
+void quantize(constant AffineQuantizeArgs& args, const device T* w, device uint8_t* packed, device T* scales,
+              device T* biases, uint index) {
+  if (index >= args.rows * (args.K / group_size)) return;
+  const device T* values = w + ulong(index) * group_size;
+  float w_max = float(values[0]), w_min = float(values[0]);
+  for (int i = 1; i < group_size; ++i) {
+    w_max = max(w_max, float(values[i]));
+    w_min = min(w_min, float(values[i]));
+  }
+  const float n_bins = float((1 << bits) - 1);
+  constexpr float kScaleFloor = 1e-7f;  // mlx's: a constant group must not divide by zero
+  float scale = max(precise::divide(w_max - w_min, n_bins), kScaleFloor);
+  // Pin the larger-magnitude edge to an exact code, so 0.0 stays exact.
+  const bool min_is_edge = abs(w_min) > abs(w_max);
+  scale = min_is_edge ? scale : -scale;
+  const float edge = min_is_edge ? w_min : w_max;
+  const float q0 = rint(precise::divide(edge, scale));
+  float bias = 0.0f;
+  if (q0 != 0.0f) {
+    scale = precise::divide(edge, q0);
+    bias = edge;
+  }
+  device uint8_t* out = packed + ulong(index) * group_size * bits / 8;
+  for (int p = 0; p < group_size / kPack; ++p) {
+    ulong stream = 0;
+    for (int j = 0; j < kPack; ++j) {
+      const float q = clamp(rint(precise::divide(float(values[p * kPack + j]) - bias, scale)), 0.0f, n_bins);
+      stream |= ulong(uint(q)) << (bits * j);
+    }
+    for (int i = 0; i < bits; ++i) out[p * bits + i] = uint8_t(stream >> (8 * i));
+  }
+  scales[index] = T(scale);
+  biases[index] = T(bias);
+}
+
+// One thread per pack. Rounds after the product and after the sum, in T, as
+// mlx's dequantize does.
+template <typename T, int group_size, int bits>
+void dequantize(constant AffineQuantizeArgs& args, device T* w, const device uint8_t* packed,
+                const device T* scales, const device T* biases, uint index) {
+  const uint packs_per_row = args.K / kPack;
+  if (index >= args.rows * packs_per_row) return;
+  const uint row = index / packs_per_row, pack = index % packs_per_row;
+  float q[kPack];
+  unpack<bits>(packed + ulong(row) * args.K * bits / 8, pack, q);
+  const uint g = row * (args.K / group_size) + pack * kPack / group_size;
+  const float scale = float(scales[g]), bias = float(biases[g]);
+  for (int j = 0; j < kPack; ++j) {
+    const T product = T(scale * q[j]);
+    w[ulong(row) * args.K + pack * kPack + j] = T(float(product) + bias);
+  }
+}
+
+}  // namespace affine
+
+// --- kernels -------------------------------------------------------------------------------
+
+#define QMETAL_AFFINE_MATMUL_PARAMS                                                      \
+  constant AffineMatmulArgs &args [[buffer(kArgsBufferIndex)]],                          \
+      const device T *x [[buffer(kAffineX)]], const device uint8_t *w [[buffer(kAffineW)]], \
+      const device T *scales [[buffer(kAffineScales)]],                                  \
+      const device T *biases [[buffer(kAffineBiases)]], device T *y [[buffer(kAffineY)]], \
+      uint3 group [[threadgroup_position_in_grid]]
+
+// Activation rows each threadgroup of affine_qmv_wide decodes a pack for.
+constant constexpr int kQmvWideRows = 4;
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_qmv(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
+                           uint lane [[thread_index_in_simdgroup]]) {
+  affine::qmv<T, group_size, bits, false, 1>(args, x, w, scales, biases, y, group, simd_group, lane);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_qmv_fast(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
+                                uint lane [[thread_index_in_simdgroup]]) {
+  affine::qmv<T, group_size, bits, true, 1>(args, x, w, scales, biases, y, group, simd_group, lane);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_qmv_wide(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
+                                uint lane [[thread_index_in_simdgroup]]) {
+  affine::qmv<T, group_size, bits, false, kQmvWideRows>(args, x, w, scales, biases, y, group, simd_group, lane);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_qvm(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
+                           uint lane [[thread_index_in_simdgroup]]) {
+  affine::qvm<T, group_size, bits>(args, x, w, scales, biases, y, group, simd_group, lane);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_qmm_t(QMETAL_AFFINE_MATMUL_PARAMS, uint thread_index [[thread_index_in_threadgroup]],
+                             uint simd_group [[simdgroup_index_in_threadgroup]]) {
+  affine::qmm<T, group_size, bits, true>(args, x, w, scales, biases, y, group, thread_index, simd_group);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_qmm_n(QMETAL_AFFINE_MATMUL_PARAMS, uint thread_index [[thread_index_in_threadgroup]],
+                             uint simd_group [[simdgroup_index_in_threadgroup]]) {
+  affine::qmm<T, group_size, bits, false>(args, x, w, scales, biases, y, group, thread_index, simd_group);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_quantize(constant AffineQuantizeArgs& args [[buffer(kArgsBufferIndex)]],
+                                const device T* w [[buffer(kAffineDense)]],
+                                device uint8_t* packed [[buffer(kAffinePacked)]],
+                                device T* scales [[buffer(kAffineQScales)]],
+                                device T* biases [[buffer(kAffineQBiases)]],
+                                uint index [[thread_position_in_grid]]) {
+  affine::quantize<T, group_size, bits>(args, w, packed, scales, biases, index);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_dequantize(constant AffineQuantizeArgs& args [[buffer(kArgsBufferIndex)]],
+                                  device T* w [[buffer(kAffineDense)]],
+                                  const device uint8_t* packed [[buffer(kAffinePacked)]],
+                                  const device T* scales [[buffer(kAffineQScales)]],
+                                  const device T* biases [[buffer(kAffineQBiases)]],
+                                  uint index [[thread_position_in_grid]]) {
+  affine::dequantize<T, group_size, bits>(args, w, packed, scales, biases, index);
+}
+
+// Instantiates `kernel` for every dtype, group size and width, named
+// affine_<kernel>_<dtype>_gs<group size>_b<bits> as affine_kernel_name() builds.
+#define QMETAL_AFFINE_ONE(kernel, type, type_name, gs, bits)                                  \
+  template [[host_name("affine_" #kernel "_" #type_name "_gs" #gs "_b" #bits)]] [[kernel]]     \
+  decltype(affine_##kernel<type, gs, bits>) affine_##kernel<type, gs, bits>;
+#define QMETAL_AFFINE_BITS(kernel, type, type_name, gs) \
+  QMETAL_AFFINE_ONE(kernel, type, type_name, gs, 2)     \
+  QMETAL_AFFINE_ONE(kernel, type, type_name, gs, 3)     \
+  QMETAL_AFFINE_ONE(kernel, type, type_name, gs, 4)     \
+  QMETAL_AFFINE_ONE(kernel, type, type_name, gs, 5)     \
+  QMETAL_AFFINE_ONE(kernel, type, type_name, gs, 6)     \
+  QMETAL_AFFINE_ONE(kernel, type, type_name, gs, 8)
+#define QMETAL_AFFINE_GROUPS(kernel, type, type_name) \
+  QMETAL_AFFINE_BITS(kernel, type, type_name, 32)     \
+  QMETAL_AFFINE_BITS(kernel, type, type_name, 64)     \
+  QMETAL_AFFINE_BITS(kernel, type, type_name, 128)
+#define QMETAL_AFFINE_INSTANTIATE(kernel)          \
+  QMETAL_AFFINE_GROUPS(kernel, float, float32)     \
+  QMETAL_AFFINE_GROUPS(kernel, half, float16)      \
+  QMETAL_AFFINE_GROUPS(kernel, bfloat, bfloat16)

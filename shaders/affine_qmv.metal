@@ -1,0 +1,7 @@
+// Mat-vec and small-batch affine kernels (see affine.h).
+#include "affine.h"
+
+QMETAL_AFFINE_INSTANTIATE(qmv)
+QMETAL_AFFINE_INSTANTIATE(qmv_fast)
+QMETAL_AFFINE_INSTANTIATE(qmv_wide)
+QMETAL_AFFINE_INSTANTIATE(qvm)
