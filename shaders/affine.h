@@ -191,14 +191,17 @@ void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
     for (int j = 0; j < 2; ++j) acc[i][j] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
 
   for (uint k0 = 0; k0 < K; k0 += kTile) {
+    // K is a multiple of the group size with transposed weights, so whole
+    // tiles; without, K is free and the last tile is partial.
     const uint m = tile_m + load_row;
     for (int j = 0; j < kPack; ++j) {
-      xs[load_row * kTileStride + load_col + j] = m < M ? float(x[m * K + k0 + load_col + j]) : 0.0f;
+      const uint k = k0 + load_col + j;
+      xs[load_row * kTileStride + load_col + j] = m < M && k < K ? float(x[m * K + k]) : 0.0f;
     }
     // transpose: tile row = n, columns = k. Otherwise tile row = k, columns = n.
     const uint w_row = transpose ? tile_n + load_row : k0 + load_row;
     const uint w_col = transpose ? k0 + load_col : tile_n + load_col;
-    const bool valid = transpose ? w_row < N : w_col < N;
+    const bool valid = transpose ? w_row < N : w_col < N && w_row < K;
     float q[kPack];
     if (valid) {
       unpack<bits>(w + ulong(w_row) * row_bytes, w_col / kPack, q);

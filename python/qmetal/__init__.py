@@ -13,6 +13,7 @@ from . import _core
 from ._buffer import asbuffer, empty, zeros
 from ._core import Buffer, Device, DispatchPlan, available_backends, default_device, get_device
 from . import reference
+from ._affine import QuantizedWeight, dequantize, matmul, quantize
 
 __version__ = _core.__version__
 
@@ -20,13 +21,17 @@ __all__ = [
     "Buffer",
     "Device",
     "DispatchPlan",
+    "QuantizedWeight",
     "asbuffer",
     "available_backends",
     "default_device",
+    "dequantize",
     "empty",
     "get_device",
     "get_include",
     "get_library",
+    "matmul",
+    "quantize",
     "reference",
     "zeros",
 ]

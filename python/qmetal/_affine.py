@@ -1,0 +1,151 @@
+"""MLX affine quantized weights and the ops on them, with MLX's semantics.
+
+Arrays are shared with the device without copies where their memory allows
+(see ``qmetal.asbuffer``); all argument checks happen in the C++ core and
+raise before any work is queued.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._buffer import asbuffer
+from ._dtypes import FLOAT_DTYPES, dtype_name, numpy_dtype
+
+__all__ = ["QuantizedWeight", "dequantize", "matmul", "quantize"]
+
+
+class QuantizedWeight:
+    """A weight ``[..., rows, cols]`` quantized along ``cols`` as MLX does:
+    ``packed`` uint32 ``[..., rows, cols * bits / 32]``, ``scales`` and
+    ``biases`` ``[..., rows, cols / group_size]`` (float32, float16 or
+    bfloat16). For ``matmul(x, w)`` rows are the outputs (N) and cols the
+    inputs (K); with ``transpose=False`` the other way round."""
+
+    def __init__(self, native):
+        self._native = native
+        self._converted = {}
+
+    @classmethod
+    def from_arrays(cls, packed, scales, biases, bits=4, group_size=64, *, device=None):
+        """Wrap arrays MLX or a safetensors file already hold, without copying
+        where they are aligned for the device (``.copied`` says if not)."""
+        device = device or _core.default_device()
+        buffers = [asbuffer(a, device=device) for a in (packed, scales, biases)]
+        return cls(_core.QuantizedWeight.from_buffers(*buffers, bits, group_size))
+
+    @property
+    def packed(self) -> np.ndarray:
+        return np.asarray(self._native.packed)
+
+    @property
+    def scales(self) -> np.ndarray:
+        return np.asarray(self._native.scales)
+
+    @property
+    def biases(self) -> np.ndarray:
+        return np.asarray(self._native.biases)
+
+    @property
+    def bits(self) -> int:
+        return self._native.bits
+
+    @property
+    def group_size(self) -> int:
+        return self._native.group_size
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self._native.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return numpy_dtype(self._native.dtype)
+
+    @property
+    def copied(self) -> bool:
+        """Whether wrapping the arrays had to copy any of them."""
+        return any(b.copied for b in (self._native.packed, self._native.scales, self._native.biases))
+
+    def __repr__(self):
+        return (f"QuantizedWeight(shape={self.shape}, bits={self.bits}, group_size={self.group_size}, "
+                f"dtype={self._native.dtype})")
+
+    def _with_dtype(self, name, device):
+        """The same codes with scales and biases in another float dtype (as
+        MLX casts them for mixed-dtype matmuls); cached."""
+        if name == self._native.dtype:
+            return self._native
+        if name not in self._converted:
+            scales = asbuffer(self.scales.astype(numpy_dtype(name)), device=device)
+            biases = asbuffer(self.biases.astype(numpy_dtype(name)), device=device)
+            self._converted[name] = _core.QuantizedWeight.from_buffers(self._native.packed, scales, biases,
+                                                                       self.bits, self.group_size)
+        return self._converted[name]
+
+
+def _device(device):
+    return device or _core.default_device()
+
+
+def quantize(w, bits: int = 4, group_size: int = 64, *, device=None) -> QuantizedWeight:
+    """Quantize ``w [..., rows, cols]`` (float32/float16/bfloat16) on the
+    device; bit-exact with ``mlx.core.quantize`` on CPU."""
+    device = _device(device)
+    return QuantizedWeight(_core.affine_quantize(device, asbuffer(w, device=device), bits, group_size))
+
+
+def dequantize(w: QuantizedWeight, dtype=None, *, device=None) -> np.ndarray:
+    """``scale * q + bias`` as ``[..., rows, cols]`` in the scales' dtype
+    (rounded as ``mlx.core.dequantize`` rounds), then cast to ``dtype``."""
+    _check_weight(w)
+    result = np.asarray(_core.affine_dequantize(_device(device), w._native))
+    return result if dtype is None else result.astype(numpy_dtype(dtype_name(dtype)))
+
+
+def _result_dtype(x_name, w_name):
+    # MLX's promotion among float types: equal stays, anything else is float32.
+    return x_name if x_name == w_name else "float32"
+
+
+def matmul(x, w: QuantizedWeight, transpose: bool = True, out=None, stream=None, *, device=None,
+           route: str = "automatic") -> np.ndarray:
+    """``x @ dequant(w).T`` (``transpose=False``: ``x @ dequant(w)``), as
+    ``mlx.core.quantized_matmul``: ``x [..., M, K]``; a batched ``w
+    [..., rows, cols]`` broadcasts against x's leading dimensions; the result
+    has the promoted dtype of x and the scales.
+
+    ``out`` receives the result when given (it must have the result's shape
+    and dtype). ``route`` forces a kernel (``qmv``, ``qmv_fast``,
+    ``qmv_wide``, ``qvm``, ``qmm``) for tests and benchmarks.
+    """
+    _check_weight(w)
+    if stream is not None:
+        raise TypeError("stream: streams come with the Metal backend; the simulator runs every op synchronously")
+    device = _device(device)
+    x_array = np.asarray(x)
+    x_name = dtype_name(x_array.dtype, "x")
+    if x_name not in FLOAT_DTYPES:
+        raise TypeError(f"x: expected float32, float16 or bfloat16, got {x_name}")
+    name = _result_dtype(x_name, w._native.dtype)
+    if x_name != name:
+        x_array = x_array.astype(numpy_dtype(name))
+    native = w._with_dtype(name, device)
+    x_buffer = asbuffer(x_array, device=device)
+    if out is None:
+        return np.asarray(_core.affine_matmul(device, x_buffer, native, transpose, None, route))
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out: expected a NumPy array, got {type(out).__name__}")
+    if not out.flags.writeable:
+        raise ValueError("out: the array is read-only")
+    out_buffer = asbuffer(out, device=device)
+    _core.affine_matmul(device, x_buffer, native, transpose, out_buffer, route)
+    if out_buffer.copied:  # out could not be shared: copy the result back
+        out[...] = np.asarray(out_buffer)
+    return out
+
+
+def _check_weight(w):
+    if not isinstance(w, QuantizedWeight):
+        raise TypeError(f"w: expected a qmetal.QuantizedWeight (see qmetal.quantize), got {type(w).__name__}")

@@ -1,0 +1,252 @@
+"""MLX affine kernels through the simulator: quantize / dequantize bit-exact
+with the NumPy reference (itself bit-exact with mlx), every matmul route
+forced for every bits x group size x dtype, shapes on and off the tiles,
+batched and broadcast weights, transpose=False, agreement with
+mlx.core.quantized_matmul, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import qmetal
+from qmetal import reference as ref
+from conftest import FLOAT_DTYPES, from_mx, relative_error, to_mx, unit_roundoff, random_weights
+
+BITS = ref.AFFINE_BITS
+GROUP_SIZES = ref.AFFINE_GROUP_SIZES
+
+
+def exact_dense(w):
+    """scale * q + bias in float64: the weight the codes stand for, before
+    any rounding to the scales' dtype."""
+    q = ref.unpack_bits(w.packed, w.bits).astype(np.float64)
+    groups = q.reshape(*q.shape[:-1], -1, w.group_size)
+    scales = w.scales.astype(np.float64)[..., None]
+    biases = w.biases.astype(np.float64)[..., None]
+    return (groups * scales + biases).reshape(q.shape)
+
+
+def reference_matmul(x, w, transpose=True):
+    """float64 x @ exact_dense(w).T (or x @ exact_dense(w))."""
+    dense = exact_dense(w)
+    return np.matmul(x.astype(np.float64), np.swapaxes(dense, -1, -2) if transpose else dense)
+
+
+def assert_matmul_close(y, x, w, transpose=True, what=""):
+    """Checks y element by element against reference_matmul with a bound
+    that holds for any summation order: the kernels sum K products of
+    dequantized weights (s * q + b, split as s * (q . x) + b * sum(x)) in
+    float32, so each output is off by at most K u_f32 times the sum of the
+    magnitudes of the terms (Higham's gamma_K), and then by one rounding to
+    the output dtype."""
+    q = ref.unpack_bits(w.packed, w.bits).astype(np.float64)
+    groups = q.reshape(*q.shape[:-1], -1, w.group_size)
+    magnitudes = (np.abs(groups * w.scales.astype(np.float64)[..., None])
+                  + np.abs(w.biases.astype(np.float64))[..., None]).reshape(q.shape)
+    magnitudes = np.swapaxes(magnitudes, -1, -2) if transpose else magnitudes
+    expected = reference_matmul(x, w, transpose)
+    k = x.shape[-1]
+    bound = k * unit_roundoff(np.float32) * np.matmul(np.abs(x.astype(np.float64)), magnitudes)
+    bound = bound + unit_roundoff(y.dtype) * np.abs(expected) + 1e-30
+    excess = np.abs(y.astype(np.float64) - expected) / bound
+    assert y.shape == expected.shape, what
+    assert excess.max() <= 1, f"{what}: error {excess.max():.2f} times the bound"
+
+
+def tolerance(dtype, k):
+    """Relative (Frobenius) error allowed between two results each within
+    assert_matmul_close's bound, for random data: a few u of `dtype` plus
+    sqrt(K) u_f32 per term magnitude (a generous factor of 8)."""
+    return 8 * (unit_roundoff(dtype) + np.sqrt(k) * unit_roundoff(np.float32))
+
+
+ROUTE_SHAPES = {
+    # route: (M, N, K, transpose); "3g" is three groups, None the fast route's K
+    # (512, or 256 for 6/8-bit). With transpose=False w is [K, N], quantized
+    # along N, so N is the multiple of the group size and K is free.
+    "qmv": (1, 13, "3g", True),
+    "qmv_fast": (1, 16, None, True),
+    "qmv_wide": (5, 13, "3g", True),
+    "qmm": (33, 13, "3g", True),
+    "qvm": (2, "3g", 37, False),
+    "qmm_n": (33, "3g", 37, False),
+}
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("group_size", GROUP_SIZES)
+@pytest.mark.parametrize("bits", BITS)
+def test_quantize_and_dequantize_are_bit_exact(rng, bits, group_size, dtype):
+    w = random_weights(rng, (13, 3 * group_size), dtype)
+    q = qmetal.quantize(w, bits, group_size)
+    packed, scales, biases = ref.affine_quantize(w, bits, group_size)
+    np.testing.assert_array_equal(q.packed, packed)
+    np.testing.assert_array_equal(q.scales.view(np.uint16 if dtype != np.float32 else np.uint32),
+                                  scales.view(np.uint16 if dtype != np.float32 else np.uint32))
+    np.testing.assert_array_equal(q.biases.astype(np.float32), biases.astype(np.float32))
+    dense = qmetal.dequantize(q)
+    expected = ref.affine_dequantize(packed, scales, biases, bits, group_size)
+    assert dense.dtype == expected.dtype
+    np.testing.assert_array_equal(dense.astype(np.float32), expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("group_size", GROUP_SIZES)
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("route", ROUTE_SHAPES)
+def test_every_route_for_every_format(rng, route, bits, group_size, dtype):
+    m, n, k, transpose = ROUTE_SHAPES[route]
+    n, k = (3 * group_size if v == "3g" else v for v in (n, k))
+    k = k or (256 if bits >= 6 else 512)
+    rows, cols = (n, k) if transpose else (k, n)
+    w = qmetal.quantize(random_weights(rng, (rows, cols), dtype), bits, group_size)
+    x = rng.standard_normal((m, k)).astype(dtype)
+    y = qmetal.matmul(x, w, transpose=transpose, route="qmm" if route == "qmm_n" else route)
+    assert y.shape == (m, n) and y.dtype == dtype
+    assert_matmul_close(y, x, w, transpose)
+
+
+# M x N x K, without the largest products (minutes in the simulator).
+SHAPES = [(m, n, k) for m in (1, 2, 5, 8, 33, 100) for n, k in ((1, 64), (7, 192), (8, 64), (13, 4096), (4096, 192))
+          if m * n * k <= 40_000_000]
+
+
+@pytest.mark.parametrize("m, n, k", SHAPES)
+def test_shapes_on_and_off_the_tiles(rng, m, n, k):
+    dtype = np.float16
+    w = qmetal.quantize(random_weights(rng, (n, k), dtype), 4, 64)
+    x = rng.standard_normal((m, k)).astype(dtype)
+    routes = ["automatic", "qmm"] + (["qmv"] if m == 1 else ["qmv_wide"])
+    results = {route: qmetal.matmul(x, w, route=route) for route in routes}
+    for route, y in results.items():
+        assert_matmul_close(y, x, w, what=route)
+
+
+def test_decode_at_llm_size_takes_the_fast_route(rng):
+    w = qmetal.quantize(random_weights(rng, (4096, 4096), np.float16), 4, 64)
+    x = rng.standard_normal((1, 4096)).astype(np.float16)
+    plan = qmetal._core.plan_affine_matmul(qmetal.default_device(), qmetal.asbuffer(x), w._native, True,
+                                           qmetal.empty((1, 4096), "float16"), "automatic")
+    assert [p.kernel for p in plan] == ["affine_qmv_fast_float16_gs64_b4"]
+    assert_matmul_close(qmetal.matmul(x, w), x, w)
+
+
+def test_routing_by_rows(rng):
+    device = qmetal.default_device()
+    threshold = qmetal._core.affine_matmat_threshold(device)
+    w = qmetal.quantize(random_weights(rng, (16, 256), np.float32), 4, 64)
+    for m, transpose, kernel in [(1, True, "qmv"), (2, True, "qmv_wide"), (threshold - 1, True, "qmv_wide"),
+                                 (threshold, True, "qmm_t"), (1, False, "qvm"), (threshold, False, "qmm_n")]:
+        k = 256 if transpose else 16
+        x = qmetal.empty((m, k), "float32")
+        y = qmetal.empty((m, 16 if transpose else 256), "float32")
+        plan = qmetal._core.plan_affine_matmul(device, x, w._native, transpose, y, "automatic")
+        assert plan[0].kernel == qmetal._core.affine_kernel_name(kernel, "float32", 64, 4), (m, transpose)
+
+
+def test_batched_and_broadcast_weights(rng):
+    k, n = 128, 24
+    w = qmetal.quantize(random_weights(rng, (2, n, k), np.float32), 4, 32)
+    for x_shape in [(3, 1, 5, k), (2, 5, k), (5, k), (k,), (3, 2, 40, k)]:
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        assert_matmul_close(qmetal.matmul(x, w), x, w, what=str(x_shape))
+
+
+def test_leading_dimensions_fold_into_rows(rng):
+    w = qmetal.quantize(random_weights(rng, (40, 256), np.float32), 3, 64)
+    x = rng.standard_normal((2, 3, 7, 256)).astype(np.float32)
+    y = qmetal.matmul(x, w)
+    assert y.shape == (2, 3, 7, 40)
+    assert_matmul_close(y, x, w)
+
+
+@pytest.mark.parametrize("x_dtype, w_dtype", [(np.float32, np.float16), (np.float16, np.float32),
+                                               (np.float16, FLOAT_DTYPES[2])])
+def test_mixed_dtypes_promote_as_mlx(rng, x_dtype, w_dtype):
+    import mlx.core as mx
+
+    w_dense = random_weights(rng, (16, 128), w_dtype)
+    w = qmetal.quantize(w_dense, 4, 64)
+    x = rng.standard_normal((3, 128)).astype(x_dtype)
+    y = qmetal.matmul(x, w)
+    theirs = mx.quantized_matmul(to_mx(x), to_mx(w.packed), to_mx(w.scales), to_mx(w.biases), transpose=True,
+                                 group_size=64, bits=4)
+    assert y.dtype == from_mx(theirs).dtype == np.float32
+    assert relative_error(y, from_mx(theirs)) < 4 * tolerance(np.float32, 128)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_matches_mlx_quantized_matmul(rng, bits, dtype):
+    import mlx.core as mx
+
+    k, n, m = 256, 40, 9
+    w = qmetal.quantize(random_weights(rng, (n, k), dtype), bits, 64)
+    x = rng.standard_normal((m, k)).astype(dtype)
+    theirs = from_mx(mx.quantized_matmul(to_mx(x), to_mx(w.packed), to_mx(w.scales), to_mx(w.biases),
+                                         transpose=True, group_size=64, bits=bits))
+    # mlx rounds each dequantized weight to `dtype` twice (after s * q and
+    # after + b, where |s q| and |b| can far exceed |w|) and its CPU kernel
+    # accumulates in `dtype`: an error of a few u times sqrt(K).
+    allowed = tolerance(dtype, k) + 8 * unit_roundoff(dtype) * np.sqrt(k)
+    assert relative_error(qmetal.matmul(x, w), theirs) < allowed
+
+
+def test_out_receives_the_result(rng):
+    w = qmetal.quantize(random_weights(rng, (24, 128), np.float32), 4, 64)
+    x = rng.standard_normal((4, 128)).astype(np.float32)
+    expected = qmetal.matmul(x, w)
+    out = np.zeros((4, 24), np.float32)
+    assert qmetal.matmul(x, w, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    # A strided out cannot be shared: the result is copied into it.
+    wide = np.zeros((4, 48), np.float32)
+    qmetal.matmul(x, w, out=wide[:, ::2])
+    np.testing.assert_array_equal(wide[:, ::2], expected)
+    assert (wide[:, 1::2] == 0).all()
+
+
+def test_from_arrays_shares_memory(rng):
+    packed, scales, biases = ref.affine_quantize(random_weights(rng, (16, 256), np.float16), 4, 64)
+    w = qmetal.QuantizedWeight.from_arrays(packed, scales, biases, 4, 64)
+    assert not w.copied and np.shares_memory(w.packed, packed)
+    x = rng.standard_normal((1, 256)).astype(np.float16)
+    assert_matmul_close(qmetal.matmul(x, w), x, w)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda w, x: qmetal.quantize(np.zeros((4, 64), np.float32), 7, 64), ValueError, r"bits: expected one of 2, 3"),
+    (lambda w, x: qmetal.quantize(np.zeros((4, 64), np.float32), 4, 16), ValueError, r"group_size: expected one of"),
+    (lambda w, x: qmetal.quantize(np.zeros((4, 96), np.float32), 4, 64), ValueError, r"multiple of group_size \(64\)"),
+    (lambda w, x: qmetal.quantize(np.zeros((4, 64), np.int32), 4, 64), TypeError, r"w: expected float32"),
+    (lambda w, x: qmetal.quantize(np.zeros(64, np.float32), 4, 64), ValueError, r"w: expected \[..., rows, cols\]"),
+    (lambda w, x: qmetal.matmul(x[:, :100], w), ValueError, r"x: expected last dimension 128"),
+    (lambda w, x: qmetal.matmul(x.astype(np.int32), w), TypeError, r"x: expected float32, float16 or bfloat16"),
+    (lambda w, x: qmetal.matmul(x, w, out=np.zeros((3, 8), np.float32)), ValueError, r"out: expected shape \(3, 16\)"),
+    (lambda w, x: qmetal.matmul(x, w, out=np.zeros((3, 16), np.float16)), TypeError, r"out: expected dtype float32"),
+    (lambda w, x: qmetal.matmul(x, w, route="qmv_fast"), ValueError, r"'qmv_fast' needs N % 8 == 0 and K % 512"),
+    (lambda w, x: qmetal.matmul(x, w, route="qvm"), ValueError, r"'qvm' needs transpose=False"),
+    (lambda w, x: qmetal.matmul(x, w, route="sideways"), ValueError, r"route: expected one of"),
+    (lambda w, x: qmetal.matmul(x, w.packed), TypeError, r"w: expected a qmetal.QuantizedWeight"),
+    (lambda w, x: qmetal.QuantizedWeight.from_arrays(w.packed, w.scales[:, :1], w.biases, 4, 64), ValueError,
+     r"scales: expected shape \(16, 2\)"),
+    (lambda w, x: qmetal.QuantizedWeight.from_arrays(w.packed.view(np.int32), w.scales, w.biases, 4, 64), TypeError,
+     r"packed: expected uint32"),
+    (lambda w, x: qmetal.QuantizedWeight.from_arrays(w.packed, w.scales, w.biases.astype(np.float16), 4, 64),
+     TypeError, r"biases: expected float32"),
+])
+def test_bad_input_is_rejected_before_any_work(rng, call, error, message):
+    w = qmetal.quantize(random_weights(rng, (16, 128), np.float32), 4, 64)
+    x = rng.standard_normal((3, 128)).astype(np.float32)
+    with pytest.raises(error, match=message):
+        call(w, x)
+
+
+def test_bad_out_is_left_untouched(rng):
+    w = qmetal.quantize(random_weights(rng, (16, 128), np.float32), 4, 64)
+    x = rng.standard_normal((3, 100)).astype(np.float32)
+    out = np.full((3, 16), 7.0, np.float32)
+    with pytest.raises(ValueError):
+        qmetal.matmul(x, w, out=out)
+    assert (out == 7.0).all()
