@@ -250,3 +250,17 @@ def test_bad_out_is_left_untouched(rng):
     with pytest.raises(ValueError):
         qmetal.matmul(x, w, out=out)
     assert (out == 7.0).all()
+
+
+def test_bench_command_checks_every_result():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "qmetal", "bench", "--shapes", "40x128,64x256", "--rows", "1,3,33",
+                             "--repeat", "1", "--no-peers", "--bits", "3", "--group-size", "32"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("40x128") or line.startswith("64x256")]
+    assert len(lines) == 6 and not any("WRONG" in line for line in lines)
+    assert {line.split()[4] for line in lines} == {"qmv", "qmv_wide", "qmm_t"}
+    assert "all results checked" in result.stdout

@@ -1,4 +1,4 @@
-"""Command line: ``python -m qmetal info``."""
+"""Command line: ``python -m qmetal info`` and ``python -m qmetal bench``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     info = commands.add_parser("info", help="backend, device, capabilities and version")
     info.add_argument("--backend", choices=["sim", "metal"], help="default: QMETAL_BACKEND, else the best available")
     info.set_defaults(run=_info)
+    bench = commands.add_parser("bench", help="LLM-shaped quantized matmuls: time, GB/s, GFLOP/s, checked results")
+    from . import _bench
+
+    _bench.add_arguments(bench)
+    bench.set_defaults(run=_bench.run)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
