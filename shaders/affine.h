@@ -26,8 +26,16 @@ inline void unpack(const device uint8_t* row, uint pack, thread float* q) {
   for (int j = 0; j < kPack; ++j) q[j] = float(uint(stream >> (bits * j)) & ((1u << bits) - 1u));
 }
 
-// Which x and w matrices matrix z of a batched matmul reads.
-inline void batch_matrices(constant AffineMatmulArgs& args, uint z, thread ulong& x_matrix, thread ulong& w_matrix) {
+// Which x and w matrices matrix z of a batched matmul reads: by broadcast
+// strides, or (gather) from the index buffers.
+template <bool gather>
+inline void batch_matrices(constant AffineMatmulArgs& args, const device uint32_t* lhs, const device uint32_t* rhs,
+                           uint z, thread ulong& x_matrix, thread ulong& w_matrix) {
+  if (gather) {
+    x_matrix = lhs[z];
+    w_matrix = rhs[z];
+    return;
+  }
   x_matrix = 0;
   w_matrix = 0;
   for (int d = int(args.batch_ndim) - 1; d >= 0; --d) {
@@ -48,15 +56,16 @@ constant constexpr int kQmvRowsPerSimdgroup = 4;
 // pack is decoded once and applied to `x_rows` activation rows (1 for
 // mat-vec, more for small batches). `aligned`: N is a multiple of the rows
 // per threadgroup, so no row is out of range.
-template <typename T, int group_size, int bits, bool aligned, int x_rows>
+template <typename T, int group_size, int bits, bool aligned, int x_rows, bool gather = false>
 void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
-         const device T* biases, device T* y, uint3 group, uint simd_group, uint lane) {
+         const device T* biases, device T* y, const device uint32_t* lhs, const device uint32_t* rhs, uint3 group,
+         uint simd_group, uint lane) {
   const uint M = args.M, N = args.N, K = args.K;
   const uint row_bytes = K * bits / 8;
   const uint groups_per_row = K / group_size;
   const uint packs = K / kPack;
   ulong x_matrix, w_matrix;
-  batch_matrices(args, group.z, x_matrix, w_matrix);
+  batch_matrices<gather>(args, lhs, rhs, group.z, x_matrix, w_matrix);
   x += x_matrix * M * K;
   w += w_matrix * N * row_bytes;
   scales += w_matrix * N * groups_per_row;
@@ -108,14 +117,15 @@ constant constexpr int kQvmSimdgroups = 4;
 
 // Lane l of every simdgroup owns output pack (8 columns) 32 * group.x + l;
 // the simdgroups split K and add their partial sums in threadgroup memory.
-template <typename T, int group_size, int bits>
+template <typename T, int group_size, int bits, bool gather = false>
 void qvm(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
-         const device T* biases, device T* y, uint3 group, uint simd_group, uint lane) {
+         const device T* biases, device T* y, const device uint32_t* lhs, const device uint32_t* rhs, uint3 group,
+         uint simd_group, uint lane) {
   const uint M = args.M, N = args.N, K = args.K;
   const uint row_bytes = N * bits / 8;
   const uint groups_per_row = N / group_size;
   ulong x_matrix, w_matrix;
-  batch_matrices(args, group.z, x_matrix, w_matrix);
+  batch_matrices<gather>(args, lhs, rhs, group.z, x_matrix, w_matrix);
   x += x_matrix * M * K;
   w += w_matrix * K * row_bytes;
   scales += w_matrix * K * groups_per_row;
@@ -161,16 +171,17 @@ constant constexpr int kLoadsPerThread = kTile * kTile / kTileThreads;  // one p
 // x and the dequantized w tile are staged in threadgroup memory as float and
 // multiplied with 8x8 simdgroup matrices, accumulating in float; each w pack
 // is decoded once per tile and reused by all 32 rows of x.
-template <typename T, int group_size, int bits, bool transpose>
+template <typename T, int group_size, int bits, bool transpose, bool gather = false>
 void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
-         const device T* biases, device T* y, uint3 group, uint thread_index, uint simd_group) {
+         const device T* biases, device T* y, const device uint32_t* lhs, const device uint32_t* rhs, uint3 group,
+         uint thread_index, uint simd_group) {
   static_assert(kLoadsPerThread == kPack, "each thread loads one pack of x and one of w per step");
   const uint M = args.M, N = args.N, K = args.K;
   const uint w_row_values = transpose ? K : N;
   const uint row_bytes = w_row_values * bits / 8;
   const uint groups_per_row = w_row_values / group_size;
   ulong x_matrix, w_matrix;
-  batch_matrices(args, group.z, x_matrix, w_matrix);
+  batch_matrices<gather>(args, lhs, rhs, group.z, x_matrix, w_matrix);
   x += x_matrix * M * K;
   w += w_matrix * N * K * bits / 8;
   scales += w_matrix * N * K / group_size;
@@ -315,37 +326,73 @@ constant constexpr int kQmvWideRows = 4;
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_qmv(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
                            uint lane [[thread_index_in_simdgroup]]) {
-  affine::qmv<T, group_size, bits, false, 1>(args, x, w, scales, biases, y, group, simd_group, lane);
+  affine::qmv<T, group_size, bits, false, 1>(args, x, w, scales, biases, y, nullptr, nullptr, group, simd_group, lane);
 }
 
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_qmv_fast(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
                                 uint lane [[thread_index_in_simdgroup]]) {
-  affine::qmv<T, group_size, bits, true, 1>(args, x, w, scales, biases, y, group, simd_group, lane);
+  affine::qmv<T, group_size, bits, true, 1>(args, x, w, scales, biases, y, nullptr, nullptr, group, simd_group, lane);
 }
 
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_qmv_wide(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
                                 uint lane [[thread_index_in_simdgroup]]) {
-  affine::qmv<T, group_size, bits, false, kQmvWideRows>(args, x, w, scales, biases, y, group, simd_group, lane);
+  affine::qmv<T, group_size, bits, false, kQmvWideRows>(args, x, w, scales, biases, y, nullptr, nullptr, group,
+                                                        simd_group, lane);
 }
 
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_qvm(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
                            uint lane [[thread_index_in_simdgroup]]) {
-  affine::qvm<T, group_size, bits>(args, x, w, scales, biases, y, group, simd_group, lane);
+  affine::qvm<T, group_size, bits>(args, x, w, scales, biases, y, nullptr, nullptr, group, simd_group, lane);
 }
 
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_qmm_t(QMETAL_AFFINE_MATMUL_PARAMS, uint thread_index [[thread_index_in_threadgroup]],
                              uint simd_group [[simdgroup_index_in_threadgroup]]) {
-  affine::qmm<T, group_size, bits, true>(args, x, w, scales, biases, y, group, thread_index, simd_group);
+  affine::qmm<T, group_size, bits, true>(args, x, w, scales, biases, y, nullptr, nullptr, group, thread_index,
+                                         simd_group);
 }
 
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_qmm_n(QMETAL_AFFINE_MATMUL_PARAMS, uint thread_index [[thread_index_in_threadgroup]],
                              uint simd_group [[simdgroup_index_in_threadgroup]]) {
-  affine::qmm<T, group_size, bits, false>(args, x, w, scales, biases, y, group, thread_index, simd_group);
+  affine::qmm<T, group_size, bits, false>(args, x, w, scales, biases, y, nullptr, nullptr, group, thread_index,
+                                          simd_group);
+}
+
+// MoE: output matrix z multiplies x matrix lhs[z] by expert rhs[z].
+#define QMETAL_AFFINE_GATHER_PARAMS                               \
+  QMETAL_AFFINE_MATMUL_PARAMS, const device uint32_t *lhs [[buffer(kAffineLhs)]], \
+      const device uint32_t *rhs [[buffer(kAffineRhs)]]
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_gather_qmv(QMETAL_AFFINE_GATHER_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
+                                  uint lane [[thread_index_in_simdgroup]]) {
+  affine::qmv<T, group_size, bits, false, 1, true>(args, x, w, scales, biases, y, lhs, rhs, group, simd_group, lane);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_gather_qvm(QMETAL_AFFINE_GATHER_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
+                                  uint lane [[thread_index_in_simdgroup]]) {
+  affine::qvm<T, group_size, bits, true>(args, x, w, scales, biases, y, lhs, rhs, group, simd_group, lane);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_gather_qmm_t(QMETAL_AFFINE_GATHER_PARAMS,
+                                    uint thread_index [[thread_index_in_threadgroup]],
+                                    uint simd_group [[simdgroup_index_in_threadgroup]]) {
+  affine::qmm<T, group_size, bits, true, true>(args, x, w, scales, biases, y, lhs, rhs, group, thread_index,
+                                               simd_group);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_gather_qmm_n(QMETAL_AFFINE_GATHER_PARAMS,
+                                    uint thread_index [[thread_index_in_threadgroup]],
+                                    uint simd_group [[simdgroup_index_in_threadgroup]]) {
+  affine::qmm<T, group_size, bits, false, true>(args, x, w, scales, biases, y, lhs, rhs, group, thread_index,
+                                                simd_group);
 }
 
 template <typename T, int group_size, int bits>

@@ -31,10 +31,13 @@ QMETAL_CONSTEXPR uint32_t kAffineW = 2;        // packed codes, read as bytes
 QMETAL_CONSTEXPR uint32_t kAffineScales = 3;
 QMETAL_CONSTEXPR uint32_t kAffineBiases = 4;
 QMETAL_CONSTEXPR uint32_t kAffineY = 5;        // output [batch..., M, N]
+QMETAL_CONSTEXPR uint32_t kAffineLhs = 6;      // gather: x matrix of each output matrix (uint32)
+QMETAL_CONSTEXPR uint32_t kAffineRhs = 7;      // gather: w matrix (expert) of each output matrix
 
 // y = x @ dequant(w)^T (transposed, w [N, K]) or x @ dequant(w) (w [K, N]).
-// Matrix z of the batch reads x matrix x_index(z) and w matrix w_index(z),
-// where an index is sum(batch position[d] * stride[d]) over the batch shape.
+// Matrix z of the batch reads x matrix x_index(z) and w matrix w_index(z):
+// sum(batch position[d] * stride[d]) over the batch shape, or, in the gather
+// kernels, lhs[z] and rhs[z].
 struct AffineMatmulArgs {
   uint32_t M, N, K;
   uint32_t batch_ndim;

@@ -264,3 +264,92 @@ def test_bench_command_checks_every_result():
     assert len(lines) == 6 and not any("WRONG" in line for line in lines)
     assert {line.split()[4] for line in lines} == {"qmv", "qmv_wide", "qmm_t"}
     assert "all results checked" in result.stdout
+
+
+# --- mixture of experts ------------------------------------------------------------------------
+
+
+def reference_gather(x, w, lhs, rhs, transpose=True):
+    """float64 mx.gather_qmm: matrix i of the broadcast indices multiplies x's
+    batch matrix lhs[i] by expert rhs[i]."""
+    dense = exact_dense(w)
+    experts = dense.reshape(-1, *dense.shape[-2:])
+    xs = x.astype(np.float64).reshape(-1, *x.shape[-2:])
+    lhs = np.arange(xs.shape[0]).reshape(x.shape[:-2]) if lhs is None else np.asarray(lhs)
+    rhs = np.arange(experts.shape[0]).reshape(dense.shape[:-2]) if rhs is None else np.asarray(rhs)
+    lhs, rhs = np.broadcast_arrays(lhs, rhs)
+    out = np.empty(lhs.shape + (x.shape[-2], dense.shape[-2] if transpose else dense.shape[-1]))
+    for index in np.ndindex(lhs.shape):
+        e = experts[rhs[index]]
+        out[index] = xs[lhs[index]] @ (e.T if transpose else e)
+    return out
+
+
+def assert_gather_close(y, x, w, lhs, rhs, transpose=True):
+    expected = reference_gather(x, w, lhs, rhs, transpose)
+    assert y.shape == expected.shape
+    k = x.shape[-1]
+    # The bound of assert_matmul_close, taken norm-wise for brevity.
+    assert relative_error(y, expected) < tolerance(y.dtype, k)
+
+
+@pytest.mark.parametrize("tokens, experts, top_k", [(1, 4, 1), (5, 8, 2), (16, 16, 4), (33, 64, 6), (64, 32, 8)])
+@pytest.mark.parametrize("routing", ["random", "skewed"])
+def test_gather_matmul_top_k_routing(rng, tokens, experts, top_k, routing):
+    n, k = 24, 128
+    w = qmetal.quantize(random_weights(rng, (experts, n, k), np.float16), 4, 64)
+    x = rng.standard_normal((tokens, 1, 1, k)).astype(np.float16)
+    if routing == "random":
+        ids = np.stack([rng.choice(experts, top_k, replace=False) for _ in range(tokens)]).astype(np.uint32)
+    else:  # every token to the same experts
+        ids = np.tile(np.arange(top_k, dtype=np.uint32), (tokens, 1))
+    for route in ("automatic", "qmv", "qmm"):
+        y = qmetal.gather_matmul(x, w, rhs_indices=ids, route=route)
+        assert y.shape == (tokens, top_k, 1, n)
+        assert_gather_close(y, x, w, None, ids)
+
+
+def test_gather_matmul_matches_mlx_gather_qmm(rng):
+    import mlx.core as mx
+
+    w = qmetal.quantize(random_weights(rng, (6, 40, 256), np.float32), 3, 32)
+    x = rng.standard_normal((4, 3, 256)).astype(np.float32)
+    lhs = rng.integers(0, 4, (5, 2)).astype(np.uint32)
+    rhs = rng.integers(0, 6, (5, 2)).astype(np.uint32)
+    y = qmetal.gather_matmul(x, w, lhs, rhs)
+    theirs = mx.gather_qmm(mx.array(x), mx.array(w.packed), mx.array(w.scales), mx.array(w.biases),
+                           lhs_indices=mx.array(lhs), rhs_indices=mx.array(rhs), transpose=True, group_size=32, bits=3)
+    assert y.shape == (5, 2, 3, 40)
+    assert relative_error(y, np.array(theirs)) < 4 * tolerance(np.float32, 256)
+    assert_gather_close(y, x, w, lhs, rhs)
+
+
+@pytest.mark.parametrize("route", ["automatic", "qvm", "qmm"])
+def test_gather_matmul_without_transpose(rng, route):
+    w = qmetal.quantize(random_weights(rng, (5, 48, 64), np.float32), 4, 32)  # experts [E, K=48, N=64]
+    x = rng.standard_normal((7, 1, 48)).astype(np.float32)
+    ids = rng.integers(0, 5, (7, 2)).astype(np.int64)
+    y = qmetal.gather_matmul(x[:, None], w, rhs_indices=ids, transpose=False, route=route)
+    assert_gather_close(y, x[:, None], w, None, ids, transpose=False)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda w, x: qmetal.gather_matmul(x, w, rhs_indices=np.array([[0, 9]])), ValueError,
+     r"rhs_indices: index 9 at position 1 is out of range \[0, 4\)"),
+    (lambda w, x: qmetal.gather_matmul(x, w, rhs_indices=np.array([[-1, 0]])), ValueError, r"rhs_indices: index -1"),
+    (lambda w, x: qmetal.gather_matmul(x, w, rhs_indices=np.array([[0.0, 1.0]])), TypeError,
+     r"rhs_indices: expected an integer dtype"),
+    (lambda w, x: qmetal.gather_matmul(x, w, lhs_indices=np.array([5]), rhs_indices=np.array([0])), ValueError,
+     r"lhs_indices: index 5 .* out of range \[0, 3\)"),
+    (lambda w, x: qmetal.gather_matmul(x, w, lhs_indices=np.zeros(3, int), rhs_indices=np.zeros(2, int)),
+     ValueError, r"does not broadcast"),
+    (lambda w, x: qmetal.gather_matmul(x[..., :64], w, rhs_indices=np.zeros((3, 1), int)), ValueError,
+     r"x: expected last dimension 128"),
+    (lambda w, x: qmetal.gather_matmul(x, qmetal.quantize(np.ones((8, 128), np.float32)), rhs_indices=[0]),
+     ValueError, r"w: expected experts stacked"),
+])
+def test_gather_matmul_rejects_bad_input(rng, call, error, message):
+    w = qmetal.quantize(random_weights(rng, (4, 16, 128), np.float32), 4, 64)
+    x = rng.standard_normal((3, 1, 128)).astype(np.float32)
+    with pytest.raises(error, match=message):
+        call(w, x)

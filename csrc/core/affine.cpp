@@ -280,6 +280,52 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
   return {std::move(plan)};
 }
 
+std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const BufferPtr& x,
+                                                    const QuantizedWeight& w, const BufferPtr& lhs,
+                                                    const BufferPtr& rhs, bool transpose, const BufferPtr& y,
+                                                    AffineRoute route) {
+  const Shape ws = w.shape();
+  const Shape& xs = x->shape();
+  qmetal_args::AffineMatmulArgs args{};
+  args.K = checked_u32(transpose ? ws.back() : ws[ws.size() - 2], "K");
+  args.N = checked_u32(transpose ? ws[ws.size() - 2] : ws.back(), "N");
+  args.M = checked_u32(xs[xs.size() - 2], "M");
+  const uint32_t matrices = checked_u32(lhs->size(), "the number of output matrices");
+  if (args.M == 0 || args.N == 0 || matrices == 0) return {};
+  if (route == AffineRoute::automatic) {
+    route = args.M >= affine_matmat_threshold(device) ? AffineRoute::qmm : transpose ? AffineRoute::qmv : AffineRoute::qvm;
+  }
+  if (route != AffineRoute::qmm && route != (transpose ? AffineRoute::qmv : AffineRoute::qvm)) {
+    value_error("route: gather_matmul has routes '", transpose ? "qmv" : "qvm", "' and 'qmm', got '",
+                affine_route_name(route), "'");
+  }
+  DispatchPlan plan;
+  plan.set_args(args);
+  plan.bind(qmetal_args::kAffineX, x, Access::read);
+  plan.bind(qmetal_args::kAffineW, w.packed, Access::read);
+  plan.bind(qmetal_args::kAffineScales, w.scales, Access::read);
+  plan.bind(qmetal_args::kAffineBiases, w.biases, Access::read);
+  plan.bind(qmetal_args::kAffineY, y, Access::write);
+  plan.bind(qmetal_args::kAffineLhs, lhs, Access::read);
+  plan.bind(qmetal_args::kAffineRhs, rhs, Access::read);
+  const DType dtype = w.dtype();
+  if (route == AffineRoute::qmm) {
+    plan.kernel = affine_kernel_name(transpose ? "gather_qmm_t" : "gather_qmm_n", dtype, w.group_size, w.bits);
+    plan.grid = {ceil_div(args.N, kTile), ceil_div(args.M, kTile), matrices};
+    plan.threadgroup = {kTileThreads, 1, 1};
+  } else if (transpose) {
+    plan.kernel = affine_kernel_name("gather_qmv", dtype, w.group_size, w.bits);
+    plan.grid = {ceil_div(args.N, kQmvRowsPerThreadgroup), args.M, matrices};
+    plan.threadgroup = {kQmvThreads, 1, 1};
+  } else {
+    plan.kernel = affine_kernel_name("gather_qvm", dtype, w.group_size, w.bits);
+    plan.grid = {ceil_div(args.N, kQvmColumnsPerThreadgroup), args.M, matrices};
+    plan.threadgroup = {kQvmThreads, 1, 1};
+  }
+  plan.validate(device.capabilities());
+  return {std::move(plan)};
+}
+
 namespace detail {
 
 // Plans of the quantize / dequantize kernels: one thread per group / pack.

@@ -47,6 +47,16 @@ void bind_affine(nb::module_& m) {
         return affine_matmul(device, x, w, transpose, out, r);
       },
       "device"_a, "x"_a, "w"_a, "transpose"_a, "out"_a.none(), "route"_a);
+  m.def(
+      "affine_gather_matmul",
+      [](const Device& device, const BufferPtr& x, const QuantizedWeight& w, const BufferPtr& lhs,
+         const BufferPtr& rhs, bool transpose, const BufferPtr& out, const std::string& route) {
+        const AffineRoute r = affine_route_from_name(route);
+        nb::gil_scoped_release release;
+        return affine_gather_matmul(device, x, w, lhs, rhs, transpose, out, r);
+      },
+      "device"_a, "x"_a, "w"_a, "lhs_indices"_a.none(), "rhs_indices"_a.none(), "transpose"_a, "out"_a.none(),
+      "route"_a);
   m.def("affine_matmul_shape", &affine_matmul_shape, "x_shape"_a, "w"_a, "transpose"_a);
   m.def(
       "plan_affine_matmul",

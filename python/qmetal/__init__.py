@@ -13,7 +13,7 @@ from . import _core
 from ._buffer import asbuffer, empty, zeros
 from ._core import Buffer, Device, DispatchPlan, available_backends, default_device, get_device
 from . import reference
-from ._affine import QuantizedWeight, dequantize, matmul, quantize
+from ._affine import QuantizedWeight, dequantize, gather_matmul, matmul, quantize
 
 __version__ = _core.__version__
 
@@ -27,6 +27,7 @@ __all__ = [
     "default_device",
     "dequantize",
     "empty",
+    "gather_matmul",
     "get_device",
     "get_include",
     "get_library",

@@ -13,7 +13,7 @@ from . import _core
 from ._buffer import asbuffer
 from ._dtypes import FLOAT_DTYPES, dtype_name, numpy_dtype
 
-__all__ = ["QuantizedWeight", "dequantize", "matmul", "quantize"]
+__all__ = ["QuantizedWeight", "dequantize", "gather_matmul", "matmul", "quantize"]
 
 
 class QuantizedWeight:
@@ -142,6 +142,50 @@ def matmul(x, w: QuantizedWeight, transpose: bool = True, out=None, stream=None,
     out_buffer = asbuffer(out, device=device)
     _core.affine_matmul(device, x_buffer, native, transpose, out_buffer, route)
     if out_buffer.copied:  # out could not be shared: copy the result back
+        out[...] = np.asarray(out_buffer)
+    return out
+
+
+def gather_matmul(x, w: QuantizedWeight, lhs_indices=None, rhs_indices=None, transpose: bool = True,
+                  sorted_indices: bool = False, out=None, *, device=None, route: str = "automatic") -> np.ndarray:
+    """Mixture of experts, as ``mlx.core.gather_qmm``: experts stacked in
+    ``w [E, ..., N, K]``, ``x [..., M, K]``; ``lhs_indices`` pick x's batch
+    matrices and ``rhs_indices`` the experts (``None``: every one in order);
+    they broadcast to a shape I and the result is ``I + (M, N)``. For top-k
+    routing: ``x [tokens, 1, 1, K]`` and ``rhs_indices [tokens, k]`` give
+    ``[tokens, k, 1, N]``. ``sorted_indices`` is accepted for compatibility
+    with mlx; it does not change the result.
+    """
+    _check_weight(w)
+    device = _device(device)
+    x_array = np.asarray(x)
+    x_name = dtype_name(x_array.dtype, "x")
+    if x_name not in FLOAT_DTYPES:
+        raise TypeError(f"x: expected float32, float16 or bfloat16, got {x_name}")
+    name = _result_dtype(x_name, w._native.dtype)
+    if x_name != name:
+        x_array = x_array.astype(numpy_dtype(name))
+    indices = []
+    for label, value in (("lhs_indices", lhs_indices), ("rhs_indices", rhs_indices)):
+        if value is None:
+            indices.append(None)
+            continue
+        value = np.asarray(value)
+        if value.dtype.kind not in "iu":
+            raise TypeError(f"{label}: expected an integer dtype (uint32, as mlx uses), got {value.dtype}")
+        indices.append(asbuffer(value, device=device))
+    out_buffer = None
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out: expected a NumPy array, got {type(out).__name__}")
+        if not out.flags.writeable:
+            raise ValueError("out: the array is read-only")
+        out_buffer = asbuffer(out, device=device)
+    result = _core.affine_gather_matmul(device, asbuffer(x_array, device=device), w._with_dtype(name, device),
+                                        *indices, transpose, out_buffer, route)
+    if out is None:
+        return np.asarray(result)
+    if out_buffer.copied:
         out[...] = np.asarray(out_buffer)
     return out
 

@@ -62,4 +62,20 @@ BufferPtr affine_matmul(const Device& device, const BufferPtr& x, const Quantize
 // The shape affine_matmul returns (ValueError if x and w do not fit).
 Shape affine_matmul_shape(const Shape& x, const QuantizedWeight& w, bool transpose);
 
+// MoE, with the semantics of mlx.core.gather_qmm: x [..., M, K], experts
+// stacked w [E..., N, K]; lhs_indices index x's batch matrices and
+// rhs_indices the experts (either may be null: every matrix in order); the
+// two broadcast to a shape I and the result is I + [M, N], matrix i being
+// x[lhs[i]] @ dequant(w[rhs[i]])^T. Indices: any integer dtype, in range.
+BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w,
+                               const BufferPtr& lhs_indices, const BufferPtr& rhs_indices, bool transpose,
+                               const BufferPtr& out = nullptr, AffineRoute route = AffineRoute::automatic);
+
+// The planner's part of it: lhs and rhs already broadcast, flattened uint32
+// buffers of one index per output matrix.
+std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const BufferPtr& x,
+                                                    const QuantizedWeight& w, const BufferPtr& lhs,
+                                                    const BufferPtr& rhs, bool transpose, const BufferPtr& y,
+                                                    AffineRoute route);
+
 }  // namespace qmetal
