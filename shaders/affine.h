@@ -251,6 +251,82 @@ void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
   }
 }
 
+// --- MoE with experts sorted: rows of one expert share its tiles ---------------------
+
+// Row z (z < args.M, sorted by expert) is x row lhs[z] times expert rhs[z]
+// and goes to output row rows[z]. A threadgroup owns 32 consecutive rows and
+// 32 columns and walks the runs of equal experts among its rows: for each,
+// the expert's w tile is dequantized once and applied to all of the run's
+// rows (the others' x rows are zero for that run).
+template <typename T, int group_size, int bits>
+void qmm_sorted(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w,
+                const device T* scales, const device T* biases, device T* y, const device uint32_t* lhs,
+                const device uint32_t* rhs, const device uint32_t* rows, uint3 group, uint thread_index,
+                uint simd_group) {
+  const uint Z = args.M, N = args.N, K = args.K;
+  const uint row_bytes = K * bits / 8;
+  const uint groups_per_row = K / group_size;
+  threadgroup float xs[kTile * kTileStride];
+  threadgroup float ws[kTile * kTileStride];
+  const uint tile_z = group.y * kTile;
+  const uint tile_n = group.x * kTile;
+  const uint tile_end = min(tile_z + kTile, Z);
+  const uint load_row = thread_index / (kTile / kPack);
+  const uint load_col = thread_index % (kTile / kPack) * kPack;
+  const uint frag_m = simd_group / 2 * 16;
+  const uint frag_n = simd_group % 2 * 16;
+
+  simdgroup_float8x8 acc[2][2];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j) acc[i][j] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+
+  for (uint run = tile_z; run < tile_end;) {
+    const uint expert = rhs[run];
+    uint run_end = run + 1;
+    while (run_end < tile_end && rhs[run_end] == expert) ++run_end;
+    const device uint8_t* we = w + ulong(expert) * N * row_bytes;
+    const ulong groups_offset = ulong(expert) * N * groups_per_row;
+    const uint z = tile_z + load_row;
+    const bool row_in_run = z >= run && z < run_end;
+    for (uint k0 = 0; k0 < K; k0 += kTile) {
+      for (int j = 0; j < kPack; ++j) {
+        xs[load_row * kTileStride + load_col + j] =
+            row_in_run ? float(x[ulong(lhs[z]) * K + k0 + load_col + j]) : 0.0f;
+      }
+      const uint n = tile_n + load_row;
+      if (n < N) {
+        float q[kPack];
+        unpack<bits>(we + ulong(n) * row_bytes, (k0 + load_col) / kPack, q);
+        const ulong g = groups_offset + n * groups_per_row + (k0 + load_col) / group_size;
+        const float scale = float(scales[g]), bias = float(biases[g]);
+        for (int j = 0; j < kPack; ++j) ws[load_row * kTileStride + load_col + j] = scale * q[j] + bias;
+      } else {
+        for (int j = 0; j < kPack; ++j) ws[load_row * kTileStride + load_col + j] = 0.0f;
+      }
+      threadgroup_barrier(mem_flags::mem_threadgroup);
+      for (int kk = 0; kk < kTile; kk += kFrag) {
+        simdgroup_float8x8 a[2], b[2];
+        for (int i = 0; i < 2; ++i) simdgroup_load(a[i], xs, kTileStride, ulong2(kk, frag_m + i * kFrag));
+        for (int j = 0; j < 2; ++j) simdgroup_load(b[j], ws, kTileStride, ulong2(kk, frag_n + j * kFrag), true);
+        for (int i = 0; i < 2; ++i)
+          for (int j = 0; j < 2; ++j) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);
+      }
+      threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+    run = run_end;
+  }
+
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j)
+      simdgroup_store(acc[i][j], xs, kTileStride, ulong2(frag_n + j * kFrag, frag_m + i * kFrag));
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  const uint z = tile_z + load_row;
+  for (int j = 0; j < kPack; ++j) {
+    const uint n = tile_n + load_col + j;
+    if (z < Z && n < N) y[ulong(rows[z]) * N + n] = T(xs[load_row * kTileStride + load_col + j]);
+  }
+}
+
 // --- quantize / dequantize --------------------------------------------------------------
 
 // One thread per group, in float32 as mlx's CPU quantize, so results match
@@ -385,6 +461,15 @@ template <typename T, int group_size, int bits>
                                     uint simd_group [[simdgroup_index_in_threadgroup]]) {
   affine::qmm<T, group_size, bits, true, true>(args, x, w, scales, biases, y, lhs, rhs, group, thread_index,
                                                simd_group);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_gather_qmm_sorted(QMETAL_AFFINE_GATHER_PARAMS,
+                                         const device uint32_t* rows [[buffer(kAffineRows)]],
+                                         uint thread_index [[thread_index_in_threadgroup]],
+                                         uint simd_group [[simdgroup_index_in_threadgroup]]) {
+  affine::qmm_sorted<T, group_size, bits>(args, x, w, scales, biases, y, lhs, rhs, rows, group, thread_index,
+                                          simd_group);
 }
 
 template <typename T, int group_size, int bits>

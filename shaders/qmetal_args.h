@@ -33,6 +33,7 @@ QMETAL_CONSTEXPR uint32_t kAffineBiases = 4;
 QMETAL_CONSTEXPR uint32_t kAffineY = 5;        // output [batch..., M, N]
 QMETAL_CONSTEXPR uint32_t kAffineLhs = 6;      // gather: x matrix of each output matrix (uint32)
 QMETAL_CONSTEXPR uint32_t kAffineRhs = 7;      // gather: w matrix (expert) of each output matrix
+QMETAL_CONSTEXPR uint32_t kAffineRows = 8;     // sorted gather: output row of each sorted row
 
 // y = x @ dequant(w)^T (transposed, w [N, K]) or x @ dequant(w) (w [K, N]).
 // Matrix z of the batch reads x matrix x_index(z) and w matrix w_index(z):

@@ -303,7 +303,7 @@ def test_gather_matmul_top_k_routing(rng, tokens, experts, top_k, routing):
         ids = np.stack([rng.choice(experts, top_k, replace=False) for _ in range(tokens)]).astype(np.uint32)
     else:  # every token to the same experts
         ids = np.tile(np.arange(top_k, dtype=np.uint32), (tokens, 1))
-    for route in ("automatic", "qmv", "qmm"):
+    for route in ("automatic", "qmv", "qmm", "qmm_sorted"):
         y = qmetal.gather_matmul(x, w, rhs_indices=ids, route=route)
         assert y.shape == (tokens, top_k, 1, n)
         assert_gather_close(y, x, w, None, ids)
@@ -331,6 +331,31 @@ def test_gather_matmul_without_transpose(rng, route):
     ids = rng.integers(0, 5, (7, 2)).astype(np.int64)
     y = qmetal.gather_matmul(x[:, None], w, rhs_indices=ids, transpose=False, route=route)
     assert_gather_close(y, x[:, None], w, None, ids, transpose=False)
+
+
+def test_sorted_experts_path_is_chosen_and_agrees(rng):
+    # Decode-style MoE with many (token, slot) rows per expert: the rows are
+    # sorted by expert, and an expert's tiles serve all its rows.
+    experts, tokens, top_k, n, k = 4, 40, 2, 40, 128
+    w = qmetal.quantize(random_weights(rng, (experts, n, k), np.float32), 4, 64)
+    x = rng.standard_normal((tokens, 1, 1, k)).astype(np.float32)
+    ids = np.stack([rng.choice(experts, top_k, replace=False) for _ in range(tokens)]).astype(np.uint32)
+    device = qmetal.default_device()
+    assert qmetal._core.affine_gather_prefers_sorted(device, True, 1, tokens * top_k, experts)
+    assert not qmetal._core.affine_gather_prefers_sorted(device, True, 3, tokens * top_k, experts)
+    automatic = qmetal.gather_matmul(x, w, rhs_indices=ids)
+    assert_gather_close(automatic, x, w, None, ids)
+    np.testing.assert_allclose(automatic, qmetal.gather_matmul(x, w, rhs_indices=ids, route="qmm"), rtol=1e-5,
+                               atol=1e-5)
+    # Already sorted, as mlx's sorted_indices=True promises.
+    flat = ids.reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    xs = np.repeat(x[:, 0], top_k, axis=0)[order]  # [rows, 1, K]: one matrix per row
+    y = qmetal.gather_matmul(xs, w, rhs_indices=flat[order], sorted_indices=True)
+    assert y.shape == (tokens * top_k, 1, n)
+    assert_gather_close(y, xs, w, None, flat[order])
+    with pytest.raises(ValueError, match="rhs_indices: sorted_indices=True, but the indices are not sorted"):
+        qmetal.gather_matmul(x, w, rhs_indices=ids, sorted_indices=True)
 
 
 @pytest.mark.parametrize("call, error, message", [

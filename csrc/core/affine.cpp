@@ -115,10 +115,11 @@ Shape QuantizedWeight::shape() const {
 
 AffineRoute affine_route_from_name(std::string_view name) {
   for (AffineRoute r : {AffineRoute::automatic, AffineRoute::qmv, AffineRoute::qmv_fast, AffineRoute::qmv_wide,
-                        AffineRoute::qvm, AffineRoute::qmm}) {
+                        AffineRoute::qvm, AffineRoute::qmm, AffineRoute::qmm_sorted}) {
     if (affine_route_name(r) == name) return r;
   }
-  value_error("route: expected one of automatic, qmv, qmv_fast, qmv_wide, qvm, qmm, got '", std::string(name), "'");
+  value_error("route: expected one of automatic, qmv, qmv_fast, qmv_wide, qvm, qmm, qmm_sorted, got '",
+              std::string(name), "'");
 }
 
 std::string_view affine_route_name(AffineRoute route) {
@@ -129,6 +130,7 @@ std::string_view affine_route_name(AffineRoute route) {
     case AffineRoute::qmv_wide: return "qmv_wide";
     case AffineRoute::qvm: return "qvm";
     case AffineRoute::qmm: return "qmm";
+    case AffineRoute::qmm_sorted: return "qmm_sorted";
   }
   return "automatic";
 }
@@ -233,6 +235,7 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
       route = AffineRoute::qmv_wide;
     }
   }
+  if (route == AffineRoute::qmm_sorted) value_error("route: 'qmm_sorted' is for gather_matmul");
   const bool mat_vec = route == AffineRoute::qmv || route == AffineRoute::qmv_fast || route == AffineRoute::qmv_wide;
   if (mat_vec && !transpose) {
     value_error("route: '", affine_route_name(route), "' needs transpose=True (use 'qvm' or 'qmm')");
@@ -270,6 +273,7 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
       plan.threadgroup = {kQvmThreads, 1, 1};
       break;
     case AffineRoute::qmm:
+    case AffineRoute::qmm_sorted:
     case AffineRoute::automatic:
       plan.kernel = affine_kernel_name(transpose ? "qmm_t" : "qmm_n", dtype, w.group_size, bits);
       plan.grid = {ceil_div(N, kTile), ceil_div(M, kTile), z};
@@ -280,10 +284,17 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
   return {std::move(plan)};
 }
 
+bool affine_gather_prefers_sorted(const Device& device, bool transpose, int64_t rows_per_matrix, int64_t matrices,
+                                  int64_t experts) {
+  // One row per matrix and, on average, more than one row per expert: the
+  // rows of an expert can share its tiles once sorted together.
+  return transpose && rows_per_matrix == 1 && matrices >= std::max<int64_t>(affine_matmat_threshold(device), experts);
+}
+
 std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const BufferPtr& x,
                                                     const QuantizedWeight& w, const BufferPtr& lhs,
                                                     const BufferPtr& rhs, bool transpose, const BufferPtr& y,
-                                                    AffineRoute route) {
+                                                    AffineRoute route, const BufferPtr& rows) {
   const Shape ws = w.shape();
   const Shape& xs = x->shape();
   qmetal_args::AffineMatmulArgs args{};
@@ -293,12 +304,19 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
   const uint32_t matrices = checked_u32(lhs->size(), "the number of output matrices");
   if (args.M == 0 || args.N == 0 || matrices == 0) return {};
   if (route == AffineRoute::automatic) {
-    route = args.M >= affine_matmat_threshold(device) ? AffineRoute::qmm : transpose ? AffineRoute::qmv : AffineRoute::qvm;
+    route = rows ? AffineRoute::qmm_sorted
+            : args.M >= affine_matmat_threshold(device) ? AffineRoute::qmm
+            : transpose ? AffineRoute::qmv : AffineRoute::qvm;
   }
-  if (route != AffineRoute::qmm && route != (transpose ? AffineRoute::qmv : AffineRoute::qvm)) {
-    value_error("route: gather_matmul has routes '", transpose ? "qmv" : "qvm", "' and 'qmm', got '",
+  if (route == AffineRoute::qmm_sorted) {
+    if (!transpose || args.M != 1 || !rows) {
+      value_error("route: 'qmm_sorted' needs transpose=True and one row per matrix (x [..., 1, K])");
+    }
+  } else if (route != AffineRoute::qmm && route != (transpose ? AffineRoute::qmv : AffineRoute::qvm)) {
+    value_error("route: gather_matmul has routes '", transpose ? "qmv" : "qvm", "', 'qmm' and 'qmm_sorted', got '",
                 affine_route_name(route), "'");
   }
+  if (route == AffineRoute::qmm_sorted) args.M = matrices;  // the sorted rows form one matrix
   DispatchPlan plan;
   plan.set_args(args);
   plan.bind(qmetal_args::kAffineX, x, Access::read);
@@ -309,7 +327,12 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
   plan.bind(qmetal_args::kAffineLhs, lhs, Access::read);
   plan.bind(qmetal_args::kAffineRhs, rhs, Access::read);
   const DType dtype = w.dtype();
-  if (route == AffineRoute::qmm) {
+  if (route == AffineRoute::qmm_sorted) {
+    plan.bind(qmetal_args::kAffineRows, rows, Access::read);
+    plan.kernel = affine_kernel_name("gather_qmm_sorted", dtype, w.group_size, w.bits);
+    plan.grid = {ceil_div(args.N, kTile), ceil_div(matrices, kTile), 1};
+    plan.threadgroup = {kTileThreads, 1, 1};
+  } else if (route == AffineRoute::qmm) {
     plan.kernel = affine_kernel_name(transpose ? "gather_qmm_t" : "gather_qmm_n", dtype, w.group_size, w.bits);
     plan.grid = {ceil_div(args.N, kTile), ceil_div(args.M, kTile), matrices};
     plan.threadgroup = {kTileThreads, 1, 1};

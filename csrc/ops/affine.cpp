@@ -126,7 +126,7 @@ BufferPtr broadcast_to(const Indices& a, const Shape& shape) {
 
 BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w,
                                const BufferPtr& lhs_indices, const BufferPtr& rhs_indices, bool transpose,
-                               const BufferPtr& out, AffineRoute route) {
+                               bool sorted_indices, const BufferPtr& out, AffineRoute route) {
   if (!x) value_error("x is required");
   if (!dtype_is_float(x->dtype())) type_error("x: expected float32, float16 or bfloat16, got ", dtype_name(x->dtype()));
   if (x->dtype() != w.dtype()) {
@@ -164,8 +164,35 @@ BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const Q
   } else {
     y = Buffer::allocate(x->dtype(), shape);
   }
-  execute(device, plan_affine_gather_matmul(device, x, w, broadcast_to(lhs, batch), broadcast_to(rhs, batch),
-                                            transpose, y, route));
+  BufferPtr lhs_flat = broadcast_to(lhs, batch), rhs_flat = broadcast_to(rhs, batch);
+  const int64_t matrices = lhs_flat->size();
+  const auto* experts = static_cast<const uint32_t*>(rhs_flat->data());
+  if (sorted_indices && !std::is_sorted(experts, experts + matrices)) {
+    value_error("rhs_indices: sorted_indices=True, but the indices are not sorted");
+  }
+  BufferPtr rows;
+  const bool sort = route == AffineRoute::qmm_sorted ||
+                    (route == AffineRoute::automatic &&
+                     affine_gather_prefers_sorted(device, transpose, xs[xs.size() - 2], matrices, shape_size(w_batch)));
+  if (sort) {
+    // Rows of one expert next to each other (stable, so ties keep their
+    // order); `rows` sends each result back to its place.
+    rows = Buffer::allocate(DType::u32, {matrices});
+    auto* order = static_cast<uint32_t*>(rows->data());
+    for (int64_t i = 0; i < matrices; ++i) order[i] = static_cast<uint32_t>(i);
+    if (!sorted_indices) {
+      std::stable_sort(order, order + matrices, [&](uint32_t a, uint32_t b) { return experts[a] < experts[b]; });
+      auto lhs_sorted = Buffer::allocate(DType::u32, {matrices}), rhs_sorted = Buffer::allocate(DType::u32, {matrices});
+      const auto* lhs_values = static_cast<const uint32_t*>(lhs_flat->data());
+      for (int64_t i = 0; i < matrices; ++i) {
+        static_cast<uint32_t*>(lhs_sorted->data())[i] = lhs_values[order[i]];
+        static_cast<uint32_t*>(rhs_sorted->data())[i] = experts[order[i]];
+      }
+      lhs_flat = std::move(lhs_sorted);
+      rhs_flat = std::move(rhs_sorted);
+    }
+  }
+  execute(device, plan_affine_gather_matmul(device, x, w, lhs_flat, rhs_flat, transpose, y, route, rows));
   return y;
 }
 

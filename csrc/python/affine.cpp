@@ -50,13 +50,13 @@ void bind_affine(nb::module_& m) {
   m.def(
       "affine_gather_matmul",
       [](const Device& device, const BufferPtr& x, const QuantizedWeight& w, const BufferPtr& lhs,
-         const BufferPtr& rhs, bool transpose, const BufferPtr& out, const std::string& route) {
+         const BufferPtr& rhs, bool transpose, bool sorted_indices, const BufferPtr& out, const std::string& route) {
         const AffineRoute r = affine_route_from_name(route);
         nb::gil_scoped_release release;
-        return affine_gather_matmul(device, x, w, lhs, rhs, transpose, out, r);
+        return affine_gather_matmul(device, x, w, lhs, rhs, transpose, sorted_indices, out, r);
       },
-      "device"_a, "x"_a, "w"_a, "lhs_indices"_a.none(), "rhs_indices"_a.none(), "transpose"_a, "out"_a.none(),
-      "route"_a);
+      "device"_a, "x"_a, "w"_a, "lhs_indices"_a.none(), "rhs_indices"_a.none(), "transpose"_a, "sorted_indices"_a,
+      "out"_a.none(), "route"_a);
   m.def("affine_matmul_shape", &affine_matmul_shape, "x_shape"_a, "w"_a, "transpose"_a);
   m.def(
       "plan_affine_matmul",
@@ -72,6 +72,8 @@ void bind_affine(nb::module_& m) {
       },
       "kernel"_a, "dtype"_a, "group_size"_a, "bits"_a);
   m.def("affine_matmat_threshold", &affine_matmat_threshold, "device"_a);
+  m.def("affine_gather_prefers_sorted", &affine_gather_prefers_sorted, "device"_a, "transpose"_a, "rows_per_matrix"_a,
+        "matrices"_a, "experts"_a);
 }
 
 }  // namespace qmetal

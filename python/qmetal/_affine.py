@@ -153,8 +153,10 @@ def gather_matmul(x, w: QuantizedWeight, lhs_indices=None, rhs_indices=None, tra
     matrices and ``rhs_indices`` the experts (``None``: every one in order);
     they broadcast to a shape I and the result is ``I + (M, N)``. For top-k
     routing: ``x [tokens, 1, 1, K]`` and ``rhs_indices [tokens, k]`` give
-    ``[tokens, k, 1, N]``. ``sorted_indices`` is accepted for compatibility
-    with mlx; it does not change the result.
+    ``[tokens, k, 1, N]``. With one row per matrix and many of them, rows
+    are sorted by expert so each expert's weights are decoded once for all
+    its rows; ``sorted_indices=True`` says ``rhs_indices`` is sorted already
+    (as in mlx; it is checked) and skips the sort.
     """
     _check_weight(w)
     device = _device(device)
@@ -182,7 +184,7 @@ def gather_matmul(x, w: QuantizedWeight, lhs_indices=None, rhs_indices=None, tra
             raise ValueError("out: the array is read-only")
         out_buffer = asbuffer(out, device=device)
     result = _core.affine_gather_matmul(device, asbuffer(x_array, device=device), w._with_dtype(name, device),
-                                        *indices, transpose, out_buffer, route)
+                                        *indices, transpose, bool(sorted_indices), out_buffer, route)
     if out is None:
         return np.asarray(result)
     if out_buffer.copied:

@@ -35,7 +35,7 @@ struct QuantizedWeight {
 
 // Kernel routes; `automatic` lets the planner choose. Forcing one is for
 // tests and benchmarks (ValueError if the shape does not allow it).
-enum class AffineRoute { automatic, qmv, qmv_fast, qmv_wide, qvm, qmm };
+enum class AffineRoute { automatic, qmv, qmv_fast, qmv_wide, qvm, qmm, qmm_sorted };
 AffineRoute affine_route_from_name(std::string_view name);
 std::string_view affine_route_name(AffineRoute route);
 
@@ -67,15 +67,25 @@ Shape affine_matmul_shape(const Shape& x, const QuantizedWeight& w, bool transpo
 // rhs_indices the experts (either may be null: every matrix in order); the
 // two broadcast to a shape I and the result is I + [M, N], matrix i being
 // x[lhs[i]] @ dequant(w[rhs[i]])^T. Indices: any integer dtype, in range.
+// With one row per matrix (decode-style MoE) and many rows, the rows are
+// sorted by expert so each expert's tiles are dequantized once for all its
+// rows (route qmm_sorted); `sorted_indices` says rhs is sorted already
+// (checked), as in mlx.
 BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w,
                                const BufferPtr& lhs_indices, const BufferPtr& rhs_indices, bool transpose,
-                               const BufferPtr& out = nullptr, AffineRoute route = AffineRoute::automatic);
+                               bool sorted_indices = false, const BufferPtr& out = nullptr,
+                               AffineRoute route = AffineRoute::automatic);
 
 // The planner's part of it: lhs and rhs already broadcast, flattened uint32
-// buffers of one index per output matrix.
+// buffers of one index per output matrix. Route qmm_sorted takes rhs sorted
+// and `rows`, the output matrix of each sorted position.
 std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const BufferPtr& x,
                                                     const QuantizedWeight& w, const BufferPtr& lhs,
                                                     const BufferPtr& rhs, bool transpose, const BufferPtr& y,
-                                                    AffineRoute route);
+                                                    AffineRoute route, const BufferPtr& rows = nullptr);
+
+// Whether gather_matmul would sort rows by expert for this shape.
+bool affine_gather_prefers_sorted(const Device& device, bool transpose, int64_t rows_per_matrix, int64_t matrices,
+                                  int64_t experts);
 
 }  // namespace qmetal
