@@ -46,6 +46,12 @@ inline void batch_matrices(constant AffineMatmulArgs& args, const device uint32_
   }
 }
 
+inline uint batch_count(constant AffineMatmulArgs& args) {
+  uint count = 1;
+  for (uint d = 0; d < args.batch_ndim; ++d) count *= args.batch_shape[d];
+  return count;
+}
+
 // --- mat-vec, transposed weights ---------------------------------------------------
 
 constant constexpr int kQmvSimdgroups = 2;
@@ -171,22 +177,30 @@ constant constexpr int kLoadsPerThread = kTile * kTile / kTileThreads;  // one p
 // x and the dequantized w tile are staged in threadgroup memory as float and
 // multiplied with 8x8 simdgroup matrices, accumulating in float; each w pack
 // is decoded once per tile and reused by all 32 rows of x.
-template <typename T, int group_size, int bits, bool transpose, bool gather = false>
+// Split-K (`split`): grid.z also counts K partitions, and each writes its
+// float partial sums (summed by affine_sum_partials) instead of y.
+template <typename T, int group_size, int bits, bool transpose, bool gather = false, bool split = false,
+          typename Out = T>
 void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
-         const device T* biases, device T* y, const device uint32_t* lhs, const device uint32_t* rhs, uint3 group,
+         const device T* biases, device Out* y, const device uint32_t* lhs, const device uint32_t* rhs, uint3 group,
          uint thread_index, uint simd_group) {
   static_assert(kLoadsPerThread == kPack, "each thread loads one pack of x and one of w per step");
   const uint M = args.M, N = args.N, K = args.K;
   const uint w_row_values = transpose ? K : N;
   const uint row_bytes = w_row_values * bits / 8;
   const uint groups_per_row = w_row_values / group_size;
+  const uint partition = split ? group.z % args.k_partitions : 0;
+  const uint z = split ? group.z / args.k_partitions : group.z;
   ulong x_matrix, w_matrix;
-  batch_matrices<gather>(args, lhs, rhs, group.z, x_matrix, w_matrix);
+  batch_matrices<gather>(args, lhs, rhs, z, x_matrix, w_matrix);
   x += x_matrix * M * K;
   w += w_matrix * N * K * bits / 8;
   scales += w_matrix * N * K / group_size;
   biases += w_matrix * N * K / group_size;
-  y += ulong(group.z) * M * N;
+  // Partials are laid out [partition][matrix][M][N].
+  y += (ulong(partition) * batch_count(args) + z) * M * N;
+  const uint k_begin = split ? partition * args.k_per_partition : 0;
+  const uint k_end = split ? min(K, k_begin + args.k_per_partition) : K;
 
   threadgroup float xs[kTile * kTileStride];
   threadgroup float ws[kTile * kTileStride];
@@ -201,7 +215,7 @@ void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 2; ++j) acc[i][j] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
 
-  for (uint k0 = 0; k0 < K; k0 += kTile) {
+  for (uint k0 = k_begin; k0 < k_end; k0 += kTile) {
     // K is a multiple of the group size with transposed weights, so whole
     // tiles; without, K is free and the last tile is partial.
     const uint m = tile_m + load_row;
@@ -247,7 +261,7 @@ void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
   const uint m = tile_m + load_row;
   for (int j = 0; j < kPack; ++j) {
     const uint n = tile_n + load_col + j;
-    if (m < M && n < N) y[m * N + n] = T(xs[load_row * kTileStride + load_col + j]);
+    if (m < M && n < N) y[m * N + n] = Out(xs[load_row * kTileStride + load_col + j]);
   }
 }
 
@@ -436,6 +450,37 @@ template <typename T, int group_size, int bits>
                              uint simd_group [[simdgroup_index_in_threadgroup]]) {
   affine::qmm<T, group_size, bits, false>(args, x, w, scales, biases, y, nullptr, nullptr, group, thread_index,
                                           simd_group);
+}
+
+// Split-K: float partial sums per K partition, then affine_sum_partials.
+#define QMETAL_AFFINE_SPLIT_PARAMS                                                       \
+  constant AffineMatmulArgs &args [[buffer(kArgsBufferIndex)]],                          \
+      const device T *x [[buffer(kAffineX)]], const device uint8_t *w [[buffer(kAffineW)]], \
+      const device T *scales [[buffer(kAffineScales)]],                                  \
+      const device T *biases [[buffer(kAffineBiases)]], device float *partials [[buffer(kAffineY)]], \
+      uint3 group [[threadgroup_position_in_grid]], uint thread_index [[thread_index_in_threadgroup]], \
+      uint simd_group [[simdgroup_index_in_threadgroup]]
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_qmm_t_split(QMETAL_AFFINE_SPLIT_PARAMS) {
+  affine::qmm<T, group_size, bits, true, false, true, float>(args, x, w, scales, biases, partials, nullptr, nullptr,
+                                                             group, thread_index, simd_group);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_qmm_n_split(QMETAL_AFFINE_SPLIT_PARAMS) {
+  affine::qmm<T, group_size, bits, false, false, true, float>(args, x, w, scales, biases, partials, nullptr, nullptr,
+                                                              group, thread_index, simd_group);
+}
+
+template <typename T>
+[[kernel]] void affine_sum_partials(constant SumPartialsArgs& args [[buffer(kArgsBufferIndex)]],
+                                    const device float* partials [[buffer(kPartials)]],
+                                    device T* y [[buffer(kPartialsSum)]], uint i [[thread_position_in_grid]]) {
+  if (i >= args.count) return;
+  float total = 0.0f;
+  for (uint p = 0; p < args.partitions; ++p) total += partials[ulong(p) * args.count + i];
+  y[i] = T(total);
 }
 
 // MoE: output matrix z multiplies x matrix lhs[z] by expert rhs[z].

@@ -41,6 +41,10 @@ QMETAL_CONSTEXPR uint32_t kAffineRows = 8;     // sorted gather: output row of e
 // kernels, lhs[z] and rhs[z].
 struct AffineMatmulArgs {
   uint32_t M, N, K;
+  // Split-K: grid.z = batch * k_partitions; partition p sums K range
+  // [p * k_per_partition, (p + 1) * k_per_partition) into float partials.
+  uint32_t k_partitions;
+  uint32_t k_per_partition;
   uint32_t batch_ndim;
   uint32_t batch_shape[kMaxBatchDims];
   uint32_t x_batch_strides[kMaxBatchDims];  // in matrices; 0 where x broadcasts
@@ -55,6 +59,15 @@ QMETAL_CONSTEXPR uint32_t kAffineQBiases = 4;
 
 struct AffineQuantizeArgs {
   uint32_t rows, K;
+};
+
+// affine_sum_partials: y[i] = sum over p of partials[p * count + i].
+QMETAL_CONSTEXPR uint32_t kPartials = 1;
+QMETAL_CONSTEXPR uint32_t kPartialsSum = 2;
+
+struct SumPartialsArgs {
+  uint32_t count;       // elements of y
+  uint32_t partitions;
 };
 
 }  // namespace qmetal_args

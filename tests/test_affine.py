@@ -69,8 +69,10 @@ ROUTE_SHAPES = {
     "qmv_fast": (1, 16, None, True),
     "qmv_wide": (5, 13, "3g", True),
     "qmm": (33, 13, "3g", True),
+    "qmm_split_k": (33, 13, "3g", True),
     "qvm": (2, "3g", 37, False),
     "qmm_n": (33, "3g", 37, False),
+    "qmm_n_split_k": (40, "3g", 100, False),
 }
 
 
@@ -102,7 +104,7 @@ def test_every_route_for_every_format(rng, route, bits, group_size, dtype):
     rows, cols = (n, k) if transpose else (k, n)
     w = qmetal.quantize(random_weights(rng, (rows, cols), dtype), bits, group_size)
     x = rng.standard_normal((m, k)).astype(dtype)
-    y = qmetal.matmul(x, w, transpose=transpose, route="qmm" if route == "qmm_n" else route)
+    y = qmetal.matmul(x, w, transpose=transpose, route=route.replace("qmm_n", "qmm"))
     assert y.shape == (m, n) and y.dtype == dtype
     assert_matmul_close(y, x, w, transpose)
 
@@ -143,6 +145,20 @@ def test_routing_by_rows(rng):
         y = qmetal.empty((m, 16 if transpose else 256), "float32")
         plan = qmetal._core.plan_affine_matmul(device, x, w._native, transpose, y, "automatic")
         assert plan[0].kernel == qmetal._core.affine_kernel_name(kernel, "float32", 64, 4), (m, transpose)
+
+
+def test_split_k_when_tiles_are_few(rng):
+    device = qmetal.default_device()
+    assert qmetal._core.affine_k_partitions(1, 4096) > 1
+    assert qmetal._core.affine_k_partitions(10_000, 4096) == 1
+    assert qmetal._core.affine_k_partitions(1, 128) == 1  # K too short to share
+    w = qmetal.quantize(random_weights(rng, (3, 24, 1024), np.float16), 4, 64)
+    x = rng.standard_normal((2, 3, 40, 1024)).astype(np.float16)  # batched: partials per matrix
+    y = qmetal.matmul(x, w)
+    plan = qmetal._core.plan_affine_matmul(device, qmetal.asbuffer(x), w._native, True, qmetal.asbuffer(y),
+                                           "automatic")
+    assert [p.kernel for p in plan] == ["affine_qmm_t_split_float16_gs64_b4", "affine_sum_partials_float16"]
+    assert_matmul_close(y, x, w)
 
 
 def test_batched_and_broadcast_weights(rng):

@@ -21,6 +21,11 @@ constexpr uint32_t kQvmColumnsPerThreadgroup = 32 * 8;
 constexpr uint32_t kTile = 32;
 constexpr uint32_t kTileThreads = 128;
 constexpr uint32_t kQuantizeThreads = 128;
+// Split-K: threadgroups that keep a GPU's cores busy (a few per core on the
+// largest Apple GPUs), and the least K a partition should get.
+constexpr uint64_t kTargetThreadgroups = 128;
+constexpr uint32_t kMinKPerPartition = 256;
+constexpr uint32_t kSumThreads = 256;
 constexpr uint32_t kPack = 8;
 
 bool contains(const int* first, const int* last, int value) { return std::find(first, last, value) != last; }
@@ -115,10 +120,10 @@ Shape QuantizedWeight::shape() const {
 
 AffineRoute affine_route_from_name(std::string_view name) {
   for (AffineRoute r : {AffineRoute::automatic, AffineRoute::qmv, AffineRoute::qmv_fast, AffineRoute::qmv_wide,
-                        AffineRoute::qvm, AffineRoute::qmm, AffineRoute::qmm_sorted}) {
+                        AffineRoute::qvm, AffineRoute::qmm, AffineRoute::qmm_split_k, AffineRoute::qmm_sorted}) {
     if (affine_route_name(r) == name) return r;
   }
-  value_error("route: expected one of automatic, qmv, qmv_fast, qmv_wide, qvm, qmm, qmm_sorted, got '",
+  value_error("route: expected one of automatic, qmv, qmv_fast, qmv_wide, qvm, qmm, qmm_split_k, qmm_sorted, got '",
               std::string(name), "'");
 }
 
@@ -130,6 +135,7 @@ std::string_view affine_route_name(AffineRoute route) {
     case AffineRoute::qmv_wide: return "qmv_wide";
     case AffineRoute::qvm: return "qvm";
     case AffineRoute::qmm: return "qmm";
+    case AffineRoute::qmm_split_k: return "qmm_split_k";
     case AffineRoute::qmm_sorted: return "qmm_sorted";
   }
   return "automatic";
@@ -158,6 +164,12 @@ uint32_t affine_matmat_threshold(const Device& device) {
     if (device.architecture().rfind(e.architecture_prefix, 0) == 0) return e.rows;
   }
   return kDefault;
+}
+
+uint32_t affine_k_partitions(uint64_t tiles, uint32_t K) {
+  if (tiles >= kTargetThreadgroups) return 1;
+  const uint64_t wanted = (kTargetThreadgroups + tiles - 1) / tiles;
+  return static_cast<uint32_t>(std::max<uint64_t>(1, std::min<uint64_t>(wanted, K / kMinKPerPartition)));
 }
 
 Shape affine_matmul_shape(const Shape& x, const QuantizedWeight& w, bool transpose) {
@@ -197,6 +209,8 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
   qmetal_args::AffineMatmulArgs args{};
   args.K = K;
   args.N = N;
+  args.k_partitions = 1;
+  args.k_per_partition = K;
   uint64_t batch = 1;
   if (ws.size() == 2) {
     args.M = checked_u32(shape_size(xs) / K, "the rows of x");  // every leading dimension folds into M
@@ -224,9 +238,10 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
   // for 6/8-bit) values one simdgroup's lanes cover per step.
   const uint32_t fast_k = bits >= 6 ? 256 : 512;
   const bool fast_ok = transpose && N % kQmvRowsPerThreadgroup == 0 && K % fast_k == 0;
+  const uint64_t tiles = uint64_t(ceil_div(N, kTile)) * ceil_div(M, kTile) * batch;
   if (route == AffineRoute::automatic) {
     if (M >= threshold) {
-      route = AffineRoute::qmm;
+      route = affine_k_partitions(tiles, K) > 1 ? AffineRoute::qmm_split_k : AffineRoute::qmm;
     } else if (!transpose) {
       route = AffineRoute::qvm;
     } else if (M == 1) {
@@ -273,12 +288,40 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
       plan.threadgroup = {kQvmThreads, 1, 1};
       break;
     case AffineRoute::qmm:
+    case AffineRoute::qmm_split_k:
     case AffineRoute::qmm_sorted:
     case AffineRoute::automatic:
       plan.kernel = affine_kernel_name(transpose ? "qmm_t" : "qmm_n", dtype, w.group_size, bits);
       plan.grid = {ceil_div(N, kTile), ceil_div(M, kTile), z};
       plan.threadgroup = {kTileThreads, 1, 1};
       break;
+  }
+  if (route == AffineRoute::qmm_split_k) {
+    // At least two partitions when forced, so the path is exercised.
+    const uint32_t partitions = std::max<uint32_t>(2, std::min<uint32_t>(affine_k_partitions(tiles, K),
+                                                                         ceil_div(K, kTile)));
+    const uint32_t per_partition = ceil_div(ceil_div(K, partitions), kTile) * kTile;
+    qmetal_args::AffineMatmulArgs split_args = args;
+    split_args.k_partitions = ceil_div(K, per_partition);
+    split_args.k_per_partition = per_partition;
+    const uint64_t count = uint64_t(M) * N * batch;
+    auto partials = Buffer::allocate(DType::f32, {int64_t(split_args.k_partitions), int64_t(count)});
+    plan.set_args(split_args);
+    plan.buffers.back().buffer = partials;  // kAffineY receives the partial sums
+    plan.kernel = affine_kernel_name(transpose ? "qmm_t_split" : "qmm_n_split", dtype, w.group_size, bits);
+    plan.grid.z = checked_u32(int64_t(z) * split_args.k_partitions, "the batch times the K partitions");
+    plan.validate(device.capabilities());
+
+    DispatchPlan sum;
+    qmetal_args::SumPartialsArgs sum_args{checked_u32(int64_t(count), "the output size"), split_args.k_partitions};
+    sum.kernel = "affine_sum_partials_" + std::string(dtype_name(dtype));
+    sum.set_args(sum_args);
+    sum.bind(qmetal_args::kPartials, partials, Access::read);
+    sum.bind(qmetal_args::kPartialsSum, y, Access::write);
+    sum.grid = {ceil_div(count, kSumThreads), 1, 1};
+    sum.threadgroup = {kSumThreads, 1, 1};
+    sum.validate(device.capabilities());
+    return {std::move(plan), std::move(sum)};
   }
   plan.validate(device.capabilities());
   return {std::move(plan)};
@@ -301,6 +344,8 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
   args.K = checked_u32(transpose ? ws.back() : ws[ws.size() - 2], "K");
   args.N = checked_u32(transpose ? ws[ws.size() - 2] : ws.back(), "N");
   args.M = checked_u32(xs[xs.size() - 2], "M");
+  args.k_partitions = 1;
+  args.k_per_partition = args.K;
   const uint32_t matrices = checked_u32(lhs->size(), "the number of output matrices");
   if (args.M == 0 || args.N == 0 || matrices == 0) return {};
   if (route == AffineRoute::automatic) {

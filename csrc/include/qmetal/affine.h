@@ -35,7 +35,7 @@ struct QuantizedWeight {
 
 // Kernel routes; `automatic` lets the planner choose. Forcing one is for
 // tests and benchmarks (ValueError if the shape does not allow it).
-enum class AffineRoute { automatic, qmv, qmv_fast, qmv_wide, qvm, qmm, qmm_sorted };
+enum class AffineRoute { automatic, qmv, qmv_fast, qmv_wide, qvm, qmm, qmm_split_k, qmm_sorted };
 AffineRoute affine_route_from_name(std::string_view name);
 std::string_view affine_route_name(AffineRoute route);
 
@@ -45,6 +45,10 @@ std::string affine_kernel_name(std::string_view kernel, DType dtype, int group_s
 // Below this many activation rows the mat-vec kernels win; from a table by
 // GPU generation, with a default for the simulator.
 uint32_t affine_matmat_threshold(const Device& device);
+
+// K partitions for a tiled matmul with `tiles` threadgroups: more than one
+// when the tiles alone cannot fill the GPU and K is long enough to share.
+uint32_t affine_k_partitions(uint64_t tiles, uint32_t K);
 
 // Launch plans (the planner). Buffers are bound as given; `y` must have the
 // result's shape and dtype.
