@@ -329,9 +329,11 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
 
 bool affine_gather_prefers_sorted(const Device& device, bool transpose, int64_t rows_per_matrix, int64_t matrices,
                                   int64_t experts) {
-  // One row per matrix and, on average, more than one row per expert: the
-  // rows of an expert can share its tiles once sorted together.
-  return transpose && rows_per_matrix == 1 && matrices >= std::max<int64_t>(affine_matmat_threshold(device), experts);
+  // One row per matrix and enough rows per expert, on average, that sorted
+  // rows fill a good part of each expert's tiles.
+  constexpr int64_t kMinRowsPerExpert = 4;
+  return transpose && rows_per_matrix == 1 &&
+         matrices >= std::max<int64_t>(affine_matmat_threshold(device), kMinRowsPerExpert * experts);
 }
 
 std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const BufferPtr& x,

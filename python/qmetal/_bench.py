@@ -18,6 +18,9 @@ LLAMA_SHAPES = [("attn q/o", 4096, 4096), ("attn k/v", 1024, 4096), ("mlp up", 1
 # The simulator runs the same kernels on the CPU: the same layer kinds, scaled down.
 SIM_SHAPES = [("attn q/o /8", 512, 512), ("attn k/v /8", 128, 512), ("mlp up /8", 1792, 512),
               ("mlp down /8", 512, 1792)]
+# A Mixtral-like MoE layer: 8 experts, each token to its top 2.
+MOE = ("moe e8 top2", 8, 2, 14336, 4096)
+SIM_MOE = ("moe e8 top2 /8", 8, 2, 1792, 512)
 ROWS = [1, 4, 512]
 SIM_ROWS = [1, 4, 64]
 # Peak memory bandwidth (GB/s) of known GPUs, by architecture prefix.
@@ -34,6 +37,7 @@ def add_arguments(parser):
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (best is reported)")
     parser.add_argument("--backend", choices=["sim", "metal"], help="default: QMETAL_BACKEND, else the best available")
     parser.add_argument("--no-peers", action="store_true", help="do not time mlx")
+    parser.add_argument("--no-moe", action="store_true", help="skip the mixture-of-experts case")
 
 
 def _time(fn, repeat):
@@ -76,37 +80,67 @@ def run(args) -> int:
     peak = next((v for k, v in PEAK_BANDWIDTH.items() if device.architecture.startswith(k)), None)
 
     rng = np.random.default_rng(0)
-    header = f"{'layer':<14}{'M':>5}{'N':>7}{'K':>7}  {'kernel':<28}{'ms':>9}{'GB/s':>8}{'GFLOP/s':>9}"
+    header = f"{'layer':<16}{'M':>5}{'N':>7}{'K':>7}  {'kernel':<26}{'ms':>9}{'GB/s':>8}{'GFLOP/s':>9}"
     header += f"{'% peak':>8}" if peak else ""
     header += f"{'mlx ms':>9}{'mlx/qmetal':>11}" if mx else ""
     print(header)
     cases = [(s, m) for s in shapes for m in rows]
+    if not args.no_moe and not args.shapes:
+        cases += [(SIM_MOE if simulated else MOE, m) for m in rows]
     failures = 0
-    for index, ((name, n, k), m) in enumerate(cases, 1):
+    for index, (case, m) in enumerate(cases, 1):
+        moe = len(case) == 5
+        name, n, k = (case[0], case[3], case[4]) if moe else case
         print(f"\r[{index}/{len(cases)}] {name} M={m} ...", end="", file=sys.stderr, flush=True)
-        w_dense = (rng.standard_normal((n, k)) * 0.02).astype(dtype)
+        if moe:
+            experts, top_k = case[1], case[2]
+            w_dense = (rng.standard_normal((experts, n, k)) * 0.02).astype(dtype)
+            ids = np.stack([rng.choice(experts, top_k, replace=False) for _ in range(m)]).astype(np.uint32)
+            x = rng.standard_normal((m, 1, 1, k)).astype(dtype)
+        else:
+            w_dense = (rng.standard_normal((n, k)) * 0.02).astype(dtype)
+            x = rng.standard_normal((m, k)).astype(dtype)
         w = qmetal.quantize(w_dense, args.bits, args.group_size, device=device)
-        x = rng.standard_normal((m, k)).astype(dtype)
-        y = qmetal.matmul(x, w, device=device)
-        expected = ref.affine_matmul(x, w.packed, w.scales, w.biases, args.bits, args.group_size)
+        if moe:
+            run_once = lambda: qmetal.gather_matmul(x, w, rhs_indices=ids, device=device)  # noqa: E731
+            y = run_once()
+            expected = ref.affine_gather_matmul(x[:, 0, 0], w.packed, w.scales, w.biases, ids, args.bits,
+                                                args.group_size)[:, :, None]
+            kernel = "gather (" + ("sorted" if qmetal._core.affine_gather_prefers_sorted(
+                device, True, 1, m * top_k, experts) else "per slot") + ")"
+            # Weights read: the experts the tokens use.
+            used = len(np.unique(ids))
+            moved = (w.packed.nbytes + w.scales.nbytes + w.biases.nbytes) * used // experts + x.nbytes + y.nbytes
+            flops = 2 * m * top_k * n * k
+        else:
+            run_once = lambda: qmetal.matmul(x, w, device=device)  # noqa: E731
+            y = run_once()
+            expected = ref.affine_matmul(x, w.packed, w.scales, w.biases, args.bits, args.group_size)
+            plan = qmetal._core.plan_affine_matmul(device, qmetal.asbuffer(x), w._native, True,
+                                                   qmetal.empty(y.shape, args.dtype), "automatic")
+            kernel = plan[0].kernel.replace("affine_", "").split(f"_{args.dtype}")[0]
+            moved = w.packed.nbytes + w.scales.nbytes + w.biases.nbytes + x.nbytes + y.nbytes
+            flops = 2 * m * n * k
         error = np.linalg.norm(y.astype(np.float64) - expected) / np.linalg.norm(expected)
         ok = error < 1e-2
         failures += not ok
-        plan = qmetal._core.plan_affine_matmul(device, qmetal.asbuffer(x), w._native, True,
-                                               qmetal.empty(y.shape, args.dtype), "automatic")
-        kernel = plan[0].kernel.replace("affine_", "").split(f"_{args.dtype}")[0]
-        seconds = _time(lambda: qmetal.matmul(x, w, device=device), args.repeat)
-        moved = w.packed.nbytes + w.scales.nbytes + w.biases.nbytes + x.nbytes + y.nbytes
-        line = (f"\r{name:<14}{m:>5}{n:>7}{k:>7}  {kernel:<28}{seconds * 1e3:>9.3f}{moved / seconds / 1e9:>8.2f}"
-                f"{2 * m * n * k / seconds / 1e9:>9.2f}")
+        seconds = _time(run_once, args.repeat)
+        line = (f"\r{name:<16}{m:>5}{n:>7}{k:>7}  {kernel:<26}{seconds * 1e3:>9.3f}{moved / seconds / 1e9:>8.2f}"
+                f"{flops / seconds / 1e9:>9.2f}")
         if peak:
             line += f"{100 * moved / seconds / 1e9 / peak:>7.0f}%"
         if mx:
             args_mx = [mx.array(a) if a.dtype != bfloat16 else mx.array(a.view(np.uint16)).view(mx.bfloat16)
                        for a in (x, w.packed, w.scales, w.biases)]
+            options = dict(transpose=True, group_size=args.group_size, bits=args.bits)
+            if moe:
+                ids_mx = mx.array(ids)
 
-            def peer():
-                mx.eval(mx.quantized_matmul(*args_mx, transpose=True, group_size=args.group_size, bits=args.bits))
+                def peer():
+                    mx.eval(mx.gather_qmm(*args_mx, rhs_indices=ids_mx, **options))
+            else:
+                def peer():
+                    mx.eval(mx.quantized_matmul(*args_mx, **options))
 
             theirs = _time(peer, args.repeat)
             line += f"{theirs * 1e3:>9.3f}{theirs / seconds:>11.2f}"
