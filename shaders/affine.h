@@ -123,20 +123,26 @@ constant constexpr int kQvmSimdgroups = 4;
 
 // Lane l of every simdgroup owns output pack (8 columns) 32 * group.x + l;
 // the simdgroups split K and add their partial sums in threadgroup memory.
-template <typename T, int group_size, int bits, bool gather = false>
+// Split-K (`split`) as in qmm: grid.z also counts K partitions, each writing
+// float partial sums.
+template <typename T, int group_size, int bits, bool gather = false, bool split = false, typename Out = T>
 void qvm(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
-         const device T* biases, device T* y, const device uint32_t* lhs, const device uint32_t* rhs, uint3 group,
+         const device T* biases, device Out* y, const device uint32_t* lhs, const device uint32_t* rhs, uint3 group,
          uint simd_group, uint lane) {
   const uint M = args.M, N = args.N, K = args.K;
   const uint row_bytes = N * bits / 8;
   const uint groups_per_row = N / group_size;
+  const uint partition = split ? group.z % args.k_partitions : 0;
+  const uint z = split ? group.z / args.k_partitions : group.z;
   ulong x_matrix, w_matrix;
-  batch_matrices<gather>(args, lhs, rhs, group.z, x_matrix, w_matrix);
+  batch_matrices<gather>(args, lhs, rhs, z, x_matrix, w_matrix);
   x += x_matrix * M * K;
   w += w_matrix * K * row_bytes;
   scales += w_matrix * K * groups_per_row;
   biases += w_matrix * K * groups_per_row;
-  y += ulong(group.z) * M * N;
+  y += (ulong(partition) * batch_count(args) + z) * M * N;
+  const uint k_begin = split ? partition * args.k_per_partition : 0;
+  const uint k_end = split ? min(K, k_begin + args.k_per_partition) : K;
 
   threadgroup float partial[kQvmSimdgroups * kSimdWidth * kPack];
   const uint pack = group.x * kSimdWidth + lane;
@@ -146,7 +152,7 @@ void qvm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
   for (int j = 0; j < kPack; ++j) acc[j] = 0.0f;
   if (in_range) {
     const uint g = pack * kPack / group_size;
-    for (uint k = simd_group; k < K; k += kQvmSimdgroups) {
+    for (uint k = k_begin + simd_group; k < k_end; k += kQvmSimdgroups) {
       const float xv = float(x[m * K + k]);
       float q[kPack];
       unpack<bits>(w + ulong(k) * row_bytes, pack, q);
@@ -161,7 +167,7 @@ void qvm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
     for (int j = 0; j < kPack; ++j) {
       float total = 0.0f;
       for (int s = 0; s < kQvmSimdgroups; ++s) total += partial[(s * kSimdWidth + lane) * kPack + j];
-      y[m * N + pack * kPack + j] = T(total);
+      y[m * N + pack * kPack + j] = Out(total);
     }
   }
 }
@@ -471,6 +477,19 @@ template <typename T, int group_size, int bits>
 [[kernel]] void affine_qmm_n_split(QMETAL_AFFINE_SPLIT_PARAMS) {
   affine::qmm<T, group_size, bits, false, false, true, float>(args, x, w, scales, biases, partials, nullptr, nullptr,
                                                               group, thread_index, simd_group);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_qvm_split(constant AffineMatmulArgs& args [[buffer(kArgsBufferIndex)]],
+                                 const device T* x [[buffer(kAffineX)]], const device uint8_t* w [[buffer(kAffineW)]],
+                                 const device T* scales [[buffer(kAffineScales)]],
+                                 const device T* biases [[buffer(kAffineBiases)]],
+                                 device float* partials [[buffer(kAffineY)]],
+                                 uint3 group [[threadgroup_position_in_grid]],
+                                 uint simd_group [[simdgroup_index_in_threadgroup]],
+                                 uint lane [[thread_index_in_simdgroup]]) {
+  affine::qvm<T, group_size, bits, false, true, float>(args, x, w, scales, biases, partials, nullptr, nullptr, group,
+                                                       simd_group, lane);
 }
 
 template <typename T>

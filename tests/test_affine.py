@@ -71,6 +71,7 @@ ROUTE_SHAPES = {
     "qmm": (33, 13, "3g", True),
     "qmm_split_k": (33, 13, "3g", True),
     "qvm": (2, "3g", 37, False),
+    "qvm_split_k": (2, "3g", 300, False),
     "qmm_n": (33, "3g", 37, False),
     "qmm_n_split_k": (40, "3g", 100, False),
 }
@@ -159,6 +160,14 @@ def test_split_k_when_tiles_are_few(rng):
                                            "automatic")
     assert [p.kernel for p in plan] == ["affine_qmm_t_split_float16_gs64_b4", "affine_sum_partials_float16"]
     assert_matmul_close(y, x, w)
+    # transpose=False at small M: qvm, split over K.
+    w = qmetal.quantize(random_weights(rng, (2048, 64), np.float32), 4, 32)
+    x = rng.standard_normal((1, 2048)).astype(np.float32)
+    y = qmetal.matmul(x, w, transpose=False)
+    plan = qmetal._core.plan_affine_matmul(device, qmetal.asbuffer(x), w._native, False, qmetal.asbuffer(y),
+                                           "automatic")
+    assert [p.kernel for p in plan] == ["affine_qvm_split_float32_gs32_b4", "affine_sum_partials_float32"]
+    assert_matmul_close(y, x, w, transpose=False)
 
 
 def test_batched_and_broadcast_weights(rng):

@@ -120,10 +120,12 @@ Shape QuantizedWeight::shape() const {
 
 AffineRoute affine_route_from_name(std::string_view name) {
   for (AffineRoute r : {AffineRoute::automatic, AffineRoute::qmv, AffineRoute::qmv_fast, AffineRoute::qmv_wide,
-                        AffineRoute::qvm, AffineRoute::qmm, AffineRoute::qmm_split_k, AffineRoute::qmm_sorted}) {
+                        AffineRoute::qvm, AffineRoute::qvm_split_k, AffineRoute::qmm, AffineRoute::qmm_split_k,
+                        AffineRoute::qmm_sorted}) {
     if (affine_route_name(r) == name) return r;
   }
-  value_error("route: expected one of automatic, qmv, qmv_fast, qmv_wide, qvm, qmm, qmm_split_k, qmm_sorted, got '",
+  value_error("route: expected one of automatic, qmv, qmv_fast, qmv_wide, qvm, qvm_split_k, qmm, qmm_split_k, "
+              "qmm_sorted, got '",
               std::string(name), "'");
 }
 
@@ -134,6 +136,7 @@ std::string_view affine_route_name(AffineRoute route) {
     case AffineRoute::qmv_fast: return "qmv_fast";
     case AffineRoute::qmv_wide: return "qmv_wide";
     case AffineRoute::qvm: return "qvm";
+    case AffineRoute::qvm_split_k: return "qvm_split_k";
     case AffineRoute::qmm: return "qmm";
     case AffineRoute::qmm_split_k: return "qmm_split_k";
     case AffineRoute::qmm_sorted: return "qmm_sorted";
@@ -243,7 +246,8 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
     if (M >= threshold) {
       route = affine_k_partitions(tiles, K) > 1 ? AffineRoute::qmm_split_k : AffineRoute::qmm;
     } else if (!transpose) {
-      route = AffineRoute::qvm;
+      const uint64_t threadgroups = uint64_t(ceil_div(N, kQvmColumnsPerThreadgroup)) * M * batch;
+      route = affine_k_partitions(threadgroups, K) > 1 ? AffineRoute::qvm_split_k : AffineRoute::qvm;
     } else if (M == 1) {
       route = fast_ok ? AffineRoute::qmv_fast : AffineRoute::qmv;
     } else {
@@ -255,7 +259,9 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
   if (mat_vec && !transpose) {
     value_error("route: '", affine_route_name(route), "' needs transpose=True (use 'qvm' or 'qmm')");
   }
-  if (route == AffineRoute::qvm && transpose) value_error("route: 'qvm' needs transpose=False");
+  if ((route == AffineRoute::qvm || route == AffineRoute::qvm_split_k) && transpose) {
+    value_error("route: '", affine_route_name(route), "' needs transpose=False");
+  }
   if (route == AffineRoute::qmv_fast && !fast_ok) {
     value_error("route: 'qmv_fast' needs N % ", kQmvRowsPerThreadgroup, " == 0 and K % ", fast_k,
                 " == 0, got N = ", N, ", K = ", K);
@@ -283,6 +289,7 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
       plan.threadgroup = {kQmvThreads, 1, 1};
       break;
     case AffineRoute::qvm:
+    case AffineRoute::qvm_split_k:
       plan.kernel = affine_kernel_name("qvm", dtype, w.group_size, bits);
       plan.grid = {ceil_div(N, kQvmColumnsPerThreadgroup), M, z};
       plan.threadgroup = {kQvmThreads, 1, 1};
@@ -296,11 +303,15 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
       plan.threadgroup = {kTileThreads, 1, 1};
       break;
   }
-  if (route == AffineRoute::qmm_split_k) {
-    // At least two partitions when forced, so the path is exercised.
-    const uint32_t partitions = std::max<uint32_t>(2, std::min<uint32_t>(affine_k_partitions(tiles, K),
-                                                                         ceil_div(K, kTile)));
-    const uint32_t per_partition = ceil_div(ceil_div(K, partitions), kTile) * kTile;
+  if (route == AffineRoute::qmm_split_k || route == AffineRoute::qvm_split_k) {
+    const bool tiled = route == AffineRoute::qmm_split_k;
+    const uint64_t threadgroups = uint64_t(plan.grid.x) * plan.grid.y * plan.grid.z;
+    // At least two partitions when forced, so the path is exercised; whole
+    // tiles (tiled) or whole simdgroup strides of K per partition.
+    const uint32_t step = tiled ? kTile : kQvmThreads / 32;
+    const uint32_t partitions = std::max<uint32_t>(2, std::min<uint32_t>(affine_k_partitions(threadgroups, K),
+                                                                         ceil_div(K, step)));
+    const uint32_t per_partition = ceil_div(ceil_div(K, partitions), step) * step;
     qmetal_args::AffineMatmulArgs split_args = args;
     split_args.k_partitions = ceil_div(K, per_partition);
     split_args.k_per_partition = per_partition;
@@ -308,7 +319,8 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
     auto partials = Buffer::allocate(DType::f32, {int64_t(split_args.k_partitions), int64_t(count)});
     plan.set_args(split_args);
     plan.buffers.back().buffer = partials;  // kAffineY receives the partial sums
-    plan.kernel = affine_kernel_name(transpose ? "qmm_t_split" : "qmm_n_split", dtype, w.group_size, bits);
+    plan.kernel = affine_kernel_name(!tiled ? "qvm_split" : transpose ? "qmm_t_split" : "qmm_n_split", dtype,
+                                     w.group_size, bits);
     plan.grid.z = checked_u32(int64_t(z) * split_args.k_partitions, "the batch times the K partitions");
     plan.validate(device.capabilities());
 

@@ -35,7 +35,7 @@ struct QuantizedWeight {
 
 // Kernel routes; `automatic` lets the planner choose. Forcing one is for
 // tests and benchmarks (ValueError if the shape does not allow it).
-enum class AffineRoute { automatic, qmv, qmv_fast, qmv_wide, qvm, qmm, qmm_split_k, qmm_sorted };
+enum class AffineRoute { automatic, qmv, qmv_fast, qmv_wide, qvm, qvm_split_k, qmm, qmm_split_k, qmm_sorted };
 AffineRoute affine_route_from_name(std::string_view name);
 std::string_view affine_route_name(AffineRoute route);
 
