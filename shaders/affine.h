@@ -17,13 +17,29 @@ namespace affine {
 
 constant constexpr int kPack = 8;  // codes per pack
 
-// The 8 codes of pack `pack` of a row whose packs start at `row`.
+// The bits of pack `pack` of a row whose packs start at `row`.
 template <int bits>
-inline void unpack(const device uint8_t* row, uint pack, thread float* q) {
+inline ulong load_pack(const device uint8_t* row, uint pack) {
   const device uint8_t* bytes = row + pack * bits;
   ulong stream = 0;
   for (int i = 0; i < bits; ++i) stream |= ulong(bytes[i]) << (8 * i);
+  return stream;
+}
+
+// The 8 codes of a pack.
+template <int bits>
+inline void unpack(const device uint8_t* row, uint pack, thread float* q) {
+  const ulong stream = load_pack<bits>(row, pack);
   for (int j = 0; j < kPack; ++j) q[j] = float(uint(stream >> (bits * j)) & ((1u << bits) - 1u));
+}
+
+// The codes of a pack masked in place, each still scaled by 2^(bits * j):
+// multiplied by activations pre-scaled by 2^-(bits * j) they give exactly
+// the products of the codes, without a shift per code and row.
+template <int bits>
+inline void unpack_in_place(const device uint8_t* row, uint pack, thread float* q) {
+  const ulong stream = load_pack<bits>(row, pack);
+  for (int j = 0; j < kPack; ++j) q[j] = float(stream & (ulong((1u << bits) - 1u) << (bits * j)));
 }
 
 // Which x and w matrices matrix z of a batched matmul reads: by broadcast
@@ -61,7 +77,8 @@ constant constexpr int kQmvRowsPerSimdgroup = 4;
 // l + 32, ... of each, so consecutive lanes read consecutive bytes. Every
 // pack is decoded once and applied to `x_rows` activation rows (1 for
 // mat-vec, more for small batches). `aligned`: N is a multiple of the rows
-// per threadgroup, so no row is out of range.
+// per threadgroup and one activation row per grid row, so no row is out of
+// range, and the activations are pre-scaled (unpack_in_place).
 template <typename T, int group_size, int bits, bool aligned, int x_rows, bool gather = false>
 void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
          const device T* biases, device T* y, const device uint32_t* lhs, const device uint32_t* rhs, uint3 group,
@@ -90,8 +107,10 @@ void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_
     for (int m = 0; m < x_rows; ++m) {
       x_sum[m] = 0.0f;
       for (int j = 0; j < kPack; ++j) {
-        xs[m][j] = m0 + m < M ? float(x[(m0 + m) * K + p * kPack + j]) : 0.0f;
+        // aligned: one activation row per threadgroup row of the grid, always in range.
+        xs[m][j] = aligned || m0 + m < M ? float(x[(m0 + m) * K + p * kPack + j]) : 0.0f;
         x_sum[m] += xs[m][j];
+        if (aligned) xs[m][j] *= exp2(-float(bits * j));  // pre-scaled for unpack_in_place
       }
     }
     const uint g = p * kPack / group_size;
@@ -99,7 +118,11 @@ void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_
       const uint n = n0 + r;
       if (!aligned && n >= N) break;
       float q[kPack];
-      unpack<bits>(w + ulong(n) * row_bytes, p, q);
+      if (aligned) {
+        unpack_in_place<bits>(w + ulong(n) * row_bytes, p, q);
+      } else {
+        unpack<bits>(w + ulong(n) * row_bytes, p, q);
+      }
       const float scale = float(scales[n * groups_per_row + g]);
       const float bias = float(biases[n * groups_per_row + g]);
       for (int m = 0; m < x_rows; ++m) {
@@ -112,7 +135,7 @@ void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_
   for (int m = 0; m < x_rows; ++m) {
     for (int r = 0; r < kQmvRowsPerSimdgroup; ++r) {
       const float total = simd_sum(acc[m][r]);
-      if (lane == 0 && m0 + m < M && (aligned || n0 + r < N)) y[(m0 + m) * N + n0 + r] = T(total);
+      if (lane == 0 && (aligned || (m0 + m < M && n0 + r < N))) y[(m0 + m) * N + n0 + r] = T(total);
     }
   }
 }
