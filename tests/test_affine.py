@@ -334,6 +334,24 @@ def test_gather_matmul_top_k_routing(rng, tokens, experts, top_k, routing):
         assert_gather_close(y, x, w, None, ids)
 
 
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("group_size", GROUP_SIZES)
+@pytest.mark.parametrize("bits", BITS)
+def test_every_gather_route_for_every_format(rng, bits, group_size, dtype):
+    experts, tokens, top_k, n = 4, 9, 2, 13
+    k = 2 * group_size
+    w = qmetal.quantize(random_weights(rng, (experts, n, k), dtype), bits, group_size)
+    x = rng.standard_normal((tokens, 1, 1, k)).astype(dtype)
+    ids = rng.integers(0, experts, (tokens, top_k)).astype(np.uint32)
+    for route in ("qmv", "qmm", "qmm_sorted"):
+        assert_gather_close(qmetal.gather_matmul(x, w, rhs_indices=ids, route=route), x, w, None, ids)
+    wn = qmetal.quantize(random_weights(rng, (experts, 37, 2 * group_size), dtype), bits, group_size)  # [E, K, N]
+    xn = rng.standard_normal((tokens, 1, 3, 37)).astype(dtype)
+    for route in ("qvm", "qmm"):
+        y = qmetal.gather_matmul(xn, wn, rhs_indices=ids, transpose=False, route=route)
+        assert_gather_close(y, xn, wn, None, ids, transpose=False)
+
+
 def test_gather_matmul_matches_mlx_gather_qmm(rng):
     import mlx.core as mx
 
