@@ -421,3 +421,13 @@ def test_gather_matmul_rejects_bad_input(rng, call, error, message):
     x = rng.standard_normal((3, 1, 128)).astype(np.float32)
     with pytest.raises(error, match=message):
         call(w, x)
+
+
+def test_selftest_command_runs_every_route():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "qmetal", "selftest"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stdout
+    assert result.stdout.count("\nok ") >= 48 and "all kernels agree" in result.stdout

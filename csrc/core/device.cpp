@@ -56,20 +56,48 @@ DevicePtr make_sim_device() {
 
 }  // namespace
 
+namespace {
+
+struct Registry {
+  std::mutex mutex;
+  BackendFactory metal;
+  DevicePtr sim_device, metal_device;
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+}  // namespace
+
+void register_backend(Backend backend, BackendFactory factory) {
+  if (backend != Backend::metal) value_error("backend: only 'metal' registers itself; the simulator is built in");
+  std::lock_guard<std::mutex> lock(registry().mutex);
+  registry().metal = factory;
+}
+
 bool backend_available(Backend backend) {
-  // The Metal backend is added by the Objective-C++ layer on macOS builds.
-  return backend == Backend::sim;
+  if (backend == Backend::sim) return true;
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  return r.metal.available != nullptr && r.metal.available();
 }
 
 DevicePtr get_device(Backend backend) {
-  if (!backend_available(backend)) {
-    value_error("backend: '", backend_name(backend),
-                "' is not available in this build (available: 'sim')");
+  Registry& r = registry();
+  if (backend == Backend::sim) {
+    std::lock_guard<std::mutex> lock(r.mutex);
+    if (!r.sim_device) r.sim_device = make_sim_device();
+    return r.sim_device;
   }
-  static std::once_flag once;
-  static DevicePtr sim;
-  std::call_once(once, [] { sim = make_sim_device(); });
-  return sim;
+  if (!backend_available(backend)) {
+    value_error("backend: '", backend_name(backend), "' is not available ",
+                r.metal.available ? "on this machine (no Metal GPU)" : "in this build", " (available: 'sim')");
+  }
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (!r.metal_device) r.metal_device = r.metal.create();
+  return r.metal_device;
 }
 
 DevicePtr default_device() {

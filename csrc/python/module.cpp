@@ -9,6 +9,7 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include "qmetal/ops.h"
 #include "qmetal/qmetal.h"
 
 namespace nb = nanobind;
@@ -24,6 +25,7 @@ void bind_affine(nb::module_& m);
 
 NB_MODULE(_core, m) {
   m.doc() = "qmetal core: buffers, devices and dispatch plans";
+  qmetal::initialize();
   nb::register_exception_translator([](const std::exception_ptr& error, void*) {
     try {
       std::rethrow_exception(error);

@@ -1,4 +1,4 @@
-"""Command line: ``python -m qmetal info`` and ``python -m qmetal bench``."""
+"""Command line: ``python -m qmetal info``, ``bench`` and ``selftest``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
 
     _bench.add_arguments(bench)
     bench.set_defaults(run=_bench.run)
+    selftest = commands.add_parser("selftest", help="every kernel route once, checked against the reference")
+    selftest.add_argument("--backend", choices=["sim", "metal"], help="default: QMETAL_BACKEND, else the best available")
+    selftest.set_defaults(run=_bench.selftest)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -151,3 +151,44 @@ def run(args) -> int:
         return 1
     print("all results checked against the float64 reference")
     return 0
+
+
+def selftest(args) -> int:
+    """Every kernel route once on the device, checked against the float64
+    reference: the first thing to run on a new Mac."""
+    device = qmetal.get_device(args.backend) if args.backend else qmetal.default_device()
+    print(f"qmetal {qmetal.__version__} selftest on {device.name} ({device.backend})")
+    rng = np.random.default_rng(0)
+    cases = [  # (route, M, N, K, transpose)
+        ("qmv", 1, 13, 192, True), ("qmv_fast", 1, 16, 512, True), ("qmv_wide", 5, 13, 192, True),
+        ("qmm", 40, 13, 192, True), ("qmm_split_k", 40, 13, 1024, True), ("qvm", 2, 128, 37, False),
+        ("qvm_split_k", 2, 128, 600, False), ("qmm", 40, 128, 37, False),
+    ]
+    failures = 0
+    for dtype in ("float32", "float16"):
+        for bits in (3, 4, 8):
+            for route, m, n, k, transpose in cases:
+                rows, cols = (n, k) if transpose else (k, n)
+                w = qmetal.quantize((rng.standard_normal((rows, cols)) * 0.1).astype(numpy_dtype(dtype)), bits, 64,
+                                    device=device)
+                x = rng.standard_normal((m, k)).astype(numpy_dtype(dtype))
+                y = qmetal.matmul(x, w, transpose=transpose, route=route, device=device)
+                expected = ref.affine_matmul(x, w.packed, w.scales, w.biases, bits, 64, transpose=transpose)
+                error = np.linalg.norm(y.astype(np.float64) - expected) / np.linalg.norm(expected)
+                ok = error < 1e-2
+                failures += not ok
+                print(f"{'ok' if ok else 'FAILED':<7}affine {route:<12} {dtype:<8} {bits}-bit  "
+                      f"relative error {error:.1e}")
+    experts = 4
+    w = qmetal.quantize((rng.standard_normal((experts, 40, 256)) * 0.1).astype(np.float16), 4, 64, device=device)
+    x = rng.standard_normal((24, 1, 1, 256)).astype(np.float16)
+    ids = rng.integers(0, experts, (24, 2)).astype(np.uint32)
+    expected = ref.affine_gather_matmul(x[:, 0, 0], w.packed, w.scales, w.biases, ids, 4, 64)[:, :, None]
+    for route in ("qmv", "qmm", "qmm_sorted"):
+        y = qmetal.gather_matmul(x, w, rhs_indices=ids, route=route, device=device)
+        error = np.linalg.norm(y.astype(np.float64) - expected) / np.linalg.norm(expected)
+        ok = error < 1e-2
+        failures += not ok
+        print(f"{'ok' if ok else 'FAILED':<7}affine gather {route:<12} float16  4-bit  relative error {error:.1e}")
+    print("all kernels agree with the reference" if not failures else f"{failures} check(s) FAILED")
+    return 1 if failures else 0

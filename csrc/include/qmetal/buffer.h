@@ -54,6 +54,11 @@ class Buffer {
   // the buffer then does not alias the caller's memory either.
   void mark_copied() { copied_ = true; }
 
+  // The backend's object for this memory (the Metal backend keeps its
+  // MTLBuffer views here), made on first use and released with the buffer.
+  const std::shared_ptr<void>& backend_handle() const { return backend_handle_; }
+  void set_backend_handle(std::shared_ptr<void> handle) const { backend_handle_ = std::move(handle); }
+
  private:
   Buffer() = default;
 
@@ -67,6 +72,7 @@ class Buffer {
   bool readonly_ = false;
   std::shared_ptr<void> storage_;    // memory this buffer allocated
   std::shared_ptr<void> keepalive_;  // owner of memory this buffer aliases
+  mutable std::shared_ptr<void> backend_handle_;
 };
 
 using BufferPtr = std::shared_ptr<Buffer>;

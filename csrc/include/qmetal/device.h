@@ -54,7 +54,15 @@ class Device {
 
 using DevicePtr = std::shared_ptr<Device>;
 
-// Backends compiled into this build, in order of preference.
+// Backends other than the simulator register here when they are part of
+// the build (qmetal::initialize() in the ops library does it for Metal).
+struct BackendFactory {
+  bool (*available)() = nullptr;   // a usable device exists on this machine
+  DevicePtr (*create)() = nullptr;
+};
+void register_backend(Backend backend, BackendFactory factory);
+
+// Backends compiled into this build and usable here.
 bool backend_available(Backend backend);
 
 // The device of a backend (created once, then shared). Throws ValueError when

@@ -10,7 +10,11 @@
 
 namespace qmetal {
 
-// Runs plans on the device's backend, in order.
+// Registers the backends compiled into this build (Metal on macOS) with
+// the device registry. Call once before asking for devices; ops call it too.
+void initialize();
+
+// Runs plans on the device's backend, in order, and waits for them.
 void execute(const Device& device, const std::vector<DispatchPlan>& plans);
 
 }  // namespace qmetal

@@ -1,0 +1,53 @@
+// The Metal backend (macOS): the device, MTLBuffer views of qmetal Buffers,
+// the precompiled metallib with its pipeline cache, and streams that encode
+// DispatchPlans. Objective-C stays inside the .mm files; this header is
+// plain C++ so the ops layer can call it. It makes no decisions: every
+// choice was made by the planner, the same one the simulator runs.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qmetal/device.h"
+#include "qmetal/plan.h"
+
+namespace qmetal::metal {
+
+// Whether this machine has a Metal GPU.
+bool available();
+
+// The system default GPU as a qmetal Device (RuntimeError if there is none).
+DevicePtr create_device();
+
+// Encodes plans into command buffers, committing them in batches, with a
+// memory barrier between consecutive dispatches (each may read what the
+// previous wrote). Errors of the GPU surface at synchronize().
+class Stream {
+ public:
+  explicit Stream(DevicePtr device);
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  void encode(const DispatchPlan& plan);
+  // Commits what is encoded and waits for it; raises RuntimeError with
+  // Metal's message if a command buffer failed.
+  void synchronize();
+
+  const DevicePtr& device() const { return device_; }
+
+ private:
+  struct State;
+  DevicePtr device_;
+  std::unique_ptr<State> state_;
+};
+
+// Encodes plans on a fresh stream and waits, as the simulator does.
+void execute(const Device& device, const std::vector<DispatchPlan>& plans);
+
+// Where the metallib is looked for: QMETAL_METALLIB, else qmetal.metallib
+// next to the binary holding this code (the Python extension module).
+std::string metallib_path();
+
+}  // namespace qmetal::metal

@@ -1,0 +1,2 @@
+// Stand-in for <Foundation/Foundation.h> in the Linux syntax check.
+#include "../../metal_api.h"

@@ -1,0 +1,211 @@
+// The subset of Foundation and Metal that csrc/metal/*.mm calls, declared
+// from Apple's documentation (selectors, types and nullability as published),
+// so that the Objective-C++ layer can be syntax-checked on Linux with clang
+// (tests/metal_host/check.sh). A wrong selector, type or ARC mistake in a
+// .mm file fails that check. Add a declaration here when the .mm files start
+// using it, transcribed from developer.apple.com, never invented.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef unsigned long NSUInteger;
+typedef long NSInteger;
+typedef signed char BOOL;
+#define YES ((BOOL)1)
+#define NO ((BOOL)0)
+#define nil nullptr
+#define NS_ENUM(type, name) enum name : type name; enum name : type
+#define NS_OPTIONS(type, name) NS_ENUM(type, name)
+#define API_AVAILABLE(...)
+
+// Apple's headers assume non-null pointers unless marked (NS_ASSUME_NONNULL).
+#pragma clang assume_nonnull begin
+
+// --- Foundation ------------------------------------------------------------------
+
+@protocol NSObject
+@end
+
+__attribute__((objc_root_class))
+@interface NSObject <NSObject> {
+  void* isa;
+}
++ (instancetype)alloc;
++ (instancetype)new;
+- (instancetype)init;
+@end
+
+@interface NSString : NSObject
++ (instancetype)stringWithUTF8String:(const char*)nullTerminatedCString;
+@property(nullable, readonly) const char* UTF8String;
+@end
+
+@interface NSError : NSObject
+@property(readonly, copy) NSString* _Nonnull localizedDescription;
+@end
+
+@interface NSURL : NSObject
++ (NSURL* _Nonnull)fileURLWithPath:(NSString* _Nonnull)path;
+@end
+
+@interface NSArray<ObjectType> : NSObject
+@property(readonly) NSUInteger count;
+- (ObjectType _Nonnull)objectAtIndex:(NSUInteger)index;
+@end
+
+typedef struct {
+  NSInteger majorVersion;
+  NSInteger minorVersion;
+  NSInteger patchVersion;
+} NSOperatingSystemVersion;
+
+@interface NSProcessInfo : NSObject
+@property(class, readonly, strong) NSProcessInfo* _Nonnull processInfo;
+- (BOOL)isOperatingSystemAtLeastVersion:(NSOperatingSystemVersion)version;
+@end
+
+// --- Metal ------------------------------------------------------------------------
+
+typedef struct {
+  NSUInteger width, height, depth;
+} MTLSize;
+
+static inline MTLSize MTLSizeMake(NSUInteger width, NSUInteger height, NSUInteger depth) {
+  MTLSize size = {width, height, depth};
+  return size;
+}
+
+typedef NS_ENUM(NSInteger, MTLGPUFamily){
+    MTLGPUFamilyApple7 = 1007,
+    MTLGPUFamilyApple8 = 1008,
+    MTLGPUFamilyApple9 = 1009,
+    MTLGPUFamilyMetal3 = 5001,
+};
+
+typedef NS_OPTIONS(NSUInteger, MTLResourceOptions){
+    MTLResourceCPUCacheModeDefaultCache = 0,
+    MTLResourceStorageModeShared = 0 << 4,
+    MTLResourceHazardTrackingModeDefault = 0 << 8,
+    MTLResourceHazardTrackingModeUntracked = 1 << 8,
+};
+
+typedef NS_ENUM(NSUInteger, MTLDataType){
+    MTLDataTypeInt = 29,
+    MTLDataTypeUInt = 33,
+    MTLDataTypeHalf = 16,
+    MTLDataTypeFloat = 3,
+    MTLDataTypeBool = 53,
+    MTLDataTypeBFloat = 121,
+};
+
+typedef NS_OPTIONS(NSUInteger, MTLBarrierScope){
+    MTLBarrierScopeBuffers = 1 << 0,
+};
+
+typedef NS_ENUM(NSUInteger, MTLDispatchType){
+    MTLDispatchTypeSerial,
+    MTLDispatchTypeConcurrent,
+};
+
+typedef NS_ENUM(NSUInteger, MTLCommandBufferStatus){
+    MTLCommandBufferStatusNotEnqueued = 0,
+    MTLCommandBufferStatusEnqueued = 1,
+    MTLCommandBufferStatusCommitted = 2,
+    MTLCommandBufferStatusScheduled = 3,
+    MTLCommandBufferStatusCompleted = 4,
+    MTLCommandBufferStatusError = 5,
+};
+
+@protocol MTLDevice;
+@protocol MTLFunction;
+
+@interface MTLArchitecture : NSObject
+@property(readonly) NSString* _Nonnull name;
+@end
+
+@protocol MTLResource <NSObject>
+@property(readonly) id<MTLDevice> _Nonnull device;
+@end
+
+@protocol MTLBuffer <MTLResource>
+@property(readonly) NSUInteger length;
+- (void* _Nonnull)contents;
+@end
+
+@interface MTLFunctionConstantValues : NSObject
+- (void)setConstantValue:(const void* _Nonnull)value type:(MTLDataType)type atIndex:(NSUInteger)index;
+@end
+
+@protocol MTLFunction <NSObject>
+@property(readonly) NSString* _Nonnull name;
+@end
+
+@protocol MTLLibrary <NSObject>
+- (nullable id<MTLFunction>)newFunctionWithName:(NSString* _Nonnull)functionName;
+- (nullable id<MTLFunction>)newFunctionWithName:(NSString* _Nonnull)name
+                                  constantValues:(MTLFunctionConstantValues* _Nonnull)constantValues
+                                           error:(__autoreleasing NSError* _Nullable* _Nullable)error;
+@property(readonly) NSArray<NSString*>* _Nonnull functionNames;
+@end
+
+@protocol MTLComputePipelineState <NSObject>
+@property(readonly) NSUInteger maxTotalThreadsPerThreadgroup;
+@property(readonly) NSUInteger threadExecutionWidth;
+@property(readonly) NSUInteger staticThreadgroupMemoryLength;
+@end
+
+@protocol MTLCommandEncoder <NSObject>
+- (void)endEncoding;
+@end
+
+@protocol MTLComputeCommandEncoder <MTLCommandEncoder>
+- (void)setComputePipelineState:(id<MTLComputePipelineState> _Nonnull)state;
+- (void)setBytes:(const void* _Nonnull)bytes length:(NSUInteger)length atIndex:(NSUInteger)index;
+- (void)setBuffer:(nullable id<MTLBuffer>)buffer offset:(NSUInteger)offset atIndex:(NSUInteger)index;
+- (void)setThreadgroupMemoryLength:(NSUInteger)length atIndex:(NSUInteger)index;
+- (void)dispatchThreadgroups:(MTLSize)threadgroupsPerGrid threadsPerThreadgroup:(MTLSize)threadsPerThreadgroup;
+- (void)memoryBarrierWithScope:(MTLBarrierScope)scope;
+@end
+
+@protocol MTLCommandBuffer;
+typedef void (^MTLCommandBufferHandler)(id<MTLCommandBuffer> _Nonnull);
+
+@protocol MTLCommandBuffer <NSObject>
+- (nullable id<MTLComputeCommandEncoder>)computeCommandEncoder;
+- (nullable id<MTLComputeCommandEncoder>)computeCommandEncoderWithDispatchType:(MTLDispatchType)dispatchType;
+- (void)commit;
+- (void)waitUntilCompleted;
+- (void)addCompletedHandler:(MTLCommandBufferHandler _Nonnull)block;
+@property(readonly) MTLCommandBufferStatus status;
+@property(nullable, readonly) NSError* error;
+@end
+
+@protocol MTLCommandQueue <NSObject>
+- (nullable id<MTLCommandBuffer>)commandBuffer;
+@end
+
+@protocol MTLDevice <NSObject>
+@property(readonly) NSString* _Nonnull name;
+@property(readonly) MTLArchitecture* _Nonnull architecture API_AVAILABLE(macos(14.0));
+@property(readonly) NSUInteger maxThreadgroupMemoryLength;
+@property(readonly) NSUInteger maxBufferLength;
+@property(readonly) uint64_t recommendedMaxWorkingSetSize;
+@property(readonly) BOOL hasUnifiedMemory;
+@property(readonly) MTLSize maxThreadsPerThreadgroup;
+- (BOOL)supportsFamily:(MTLGPUFamily)gpuFamily;
+- (nullable id<MTLBuffer>)newBufferWithLength:(NSUInteger)length options:(MTLResourceOptions)options;
+- (nullable id<MTLBuffer>)newBufferWithBytesNoCopy:(void* _Nonnull)pointer
+                                            length:(NSUInteger)length
+                                           options:(MTLResourceOptions)options
+                                       deallocator:(void (^_Nullable)(void* _Nonnull pointer, NSUInteger length))deallocator;
+- (nullable id<MTLLibrary>)newLibraryWithURL:(NSURL* _Nonnull)url
+                                       error:(__autoreleasing NSError* _Nullable* _Nullable)error;
+- (nullable id<MTLComputePipelineState>)newComputePipelineStateWithFunction:(id<MTLFunction> _Nonnull)computeFunction
+                                                                      error:(__autoreleasing NSError* _Nullable* _Nullable)error;
+- (nullable id<MTLCommandQueue>)newCommandQueue;
+@end
+
+extern "C" id<MTLDevice> _Nullable MTLCreateSystemDefaultDevice(void);
+
+#pragma clang assume_nonnull end
