@@ -232,6 +232,19 @@ def test_out_receives_the_result(rng):
     assert (wide[:, 1::2] == 0).all()
 
 
+def test_ops_queue_on_a_stream(rng):
+    w_up = qmetal.quantize(random_weights(rng, (64, 128), np.float32), 4, 64)
+    w_down = qmetal.quantize(random_weights(rng, (128, 64), np.float32), 4, 64)
+    x = rng.standard_normal((3, 128)).astype(np.float32)
+    with qmetal.Stream() as stream:
+        h = qmetal.matmul(x, w_up, stream=stream)
+        y = qmetal.matmul(h, w_down, stream=stream)
+    assert_matmul_close(y, h, w_down)
+    np.testing.assert_array_equal(h, qmetal.matmul(x, w_up))
+    with pytest.raises(TypeError, match="stream: expected a qmetal.Stream"):
+        qmetal.matmul(x, w_up, stream="now")
+
+
 def test_from_arrays_shares_memory(rng):
     packed, scales, biases = ref.affine_quantize(random_weights(rng, (16, 256), np.float16), 4, 64)
     w = qmetal.QuantizedWeight.from_arrays(packed, scales, biases, 4, 64)

@@ -7,6 +7,19 @@
 
 namespace qmetal {
 
+namespace {
+
+// Runs plans now, or queues them on `stream` (whose device must be `device`).
+void run(const Device& device, const std::vector<DispatchPlan>& plans, Stream* stream) {
+  if (stream == nullptr) return execute(device, plans);
+  if (stream->device().get() != &device) {
+    value_error("stream: it belongs to device '", stream->device()->name(), "', the op runs on '", device.name(), "'");
+  }
+  stream->enqueue(plans);
+}
+
+}  // namespace
+
 namespace detail {
 DispatchPlan plan_affine_quantize(const Device& device, const BufferPtr& dense, const QuantizedWeight& w,
                                   bool quantize);
@@ -33,7 +46,7 @@ BufferPtr affine_dequantize(const Device& device, const QuantizedWeight& w) {
 }
 
 BufferPtr affine_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w, bool transpose,
-                        const BufferPtr& out, AffineRoute route) {
+                        const BufferPtr& out, AffineRoute route, Stream* stream) {
   if (!x) value_error("x is required");
   if (!dtype_is_float(x->dtype())) {
     type_error("x: expected float32, float16 or bfloat16, got ", dtype_name(x->dtype()));
@@ -51,7 +64,7 @@ BufferPtr affine_matmul(const Device& device, const BufferPtr& x, const Quantize
   } else {
     y = Buffer::allocate(x->dtype(), shape);
   }
-  execute(device, plan_affine_matmul(device, x, w, transpose, y, route));
+  run(device, plan_affine_matmul(device, x, w, transpose, y, route), stream);
   return y;
 }
 
@@ -126,7 +139,7 @@ BufferPtr broadcast_to(const Indices& a, const Shape& shape) {
 
 BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w,
                                const BufferPtr& lhs_indices, const BufferPtr& rhs_indices, bool transpose,
-                               bool sorted_indices, const BufferPtr& out, AffineRoute route) {
+                               bool sorted_indices, const BufferPtr& out, AffineRoute route, Stream* stream) {
   if (!x) value_error("x is required");
   if (!dtype_is_float(x->dtype())) type_error("x: expected float32, float16 or bfloat16, got ", dtype_name(x->dtype()));
   if (x->dtype() != w.dtype()) {
@@ -192,7 +205,7 @@ BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const Q
       rhs_flat = std::move(rhs_sorted);
     }
   }
-  execute(device, plan_affine_gather_matmul(device, x, w, lhs_flat, rhs_flat, transpose, y, route, rows));
+  run(device, plan_affine_gather_matmul(device, x, w, lhs_flat, rhs_flat, transpose, y, route, rows), stream);
   return y;
 }
 

@@ -35,4 +35,30 @@ void execute(const Device& device, const std::vector<DispatchPlan>& plans) {
   }
 }
 
+Stream::Stream(DevicePtr device) : device_(std::move(device)) {
+  if (!device_) value_error("device is required");
+#ifdef QMETAL_HAVE_METAL
+  if (device_->backend() == Backend::metal) backend_ = std::make_shared<metal::Stream>(device_);
+#endif
+}
+
+Stream::~Stream() = default;
+
+void Stream::enqueue(const std::vector<DispatchPlan>& plans) {
+#ifdef QMETAL_HAVE_METAL
+  if (backend_) {
+    auto* stream = static_cast<metal::Stream*>(backend_.get());
+    for (const DispatchPlan& plan : plans) stream->encode(plan);
+    return;
+  }
+#endif
+  execute(*device_, plans);
+}
+
+void Stream::synchronize() {
+#ifdef QMETAL_HAVE_METAL
+  if (backend_) static_cast<metal::Stream*>(backend_.get())->synchronize();
+#endif
+}
+
 }  // namespace qmetal

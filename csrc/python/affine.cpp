@@ -13,6 +13,17 @@ using namespace nb::literals;
 namespace qmetal {
 
 void bind_affine(nb::module_& m) {
+  nb::class_<Stream>(m, "Stream", "Queues ops on a device; results are ready after synchronize().")
+      .def(nb::init<DevicePtr>(), "device"_a)
+      .def(
+          "synchronize",
+          [](Stream& s) {
+            nb::gil_scoped_release release;
+            s.synchronize();
+          },
+          "Wait for everything queued; RuntimeError if the GPU failed.")
+      .def_prop_ro("device", &Stream::device);
+
   nb::class_<QuantizedWeight>(m, "QuantizedWeight", "An MLX affine quantized weight (packed codes, scales, biases).")
       .def_static("from_buffers", &QuantizedWeight::from_buffers, "packed"_a, "scales"_a, "biases"_a, "bits"_a,
                   "group_size"_a)
@@ -41,22 +52,23 @@ void bind_affine(nb::module_& m) {
   m.def(
       "affine_matmul",
       [](const Device& device, const BufferPtr& x, const QuantizedWeight& w, bool transpose, const BufferPtr& out,
-         const std::string& route) {
+         const std::string& route, Stream* stream) {
         const AffineRoute r = affine_route_from_name(route);
         nb::gil_scoped_release release;
-        return affine_matmul(device, x, w, transpose, out, r);
+        return affine_matmul(device, x, w, transpose, out, r, stream);
       },
-      "device"_a, "x"_a, "w"_a, "transpose"_a, "out"_a.none(), "route"_a);
+      "device"_a, "x"_a, "w"_a, "transpose"_a, "out"_a.none(), "route"_a, "stream"_a.none() = nb::none());
   m.def(
       "affine_gather_matmul",
       [](const Device& device, const BufferPtr& x, const QuantizedWeight& w, const BufferPtr& lhs,
-         const BufferPtr& rhs, bool transpose, bool sorted_indices, const BufferPtr& out, const std::string& route) {
+         const BufferPtr& rhs, bool transpose, bool sorted_indices, const BufferPtr& out, const std::string& route,
+         Stream* stream) {
         const AffineRoute r = affine_route_from_name(route);
         nb::gil_scoped_release release;
-        return affine_gather_matmul(device, x, w, lhs, rhs, transpose, sorted_indices, out, r);
+        return affine_gather_matmul(device, x, w, lhs, rhs, transpose, sorted_indices, out, r, stream);
       },
       "device"_a, "x"_a, "w"_a, "lhs_indices"_a.none(), "rhs_indices"_a.none(), "transpose"_a, "sorted_indices"_a,
-      "out"_a.none(), "route"_a);
+      "out"_a.none(), "route"_a, "stream"_a.none() = nb::none());
   m.def("affine_matmul_shape", &affine_matmul_shape, "x_shape"_a, "w"_a, "transpose"_a);
   m.def(
       "plan_affine_matmul",

@@ -13,7 +13,7 @@ from . import _core
 from ._buffer import asbuffer, empty, zeros
 from ._core import Buffer, Device, DispatchPlan, available_backends, default_device, get_device
 from . import reference
-from ._affine import QuantizedWeight, dequantize, gather_matmul, matmul, quantize
+from ._affine import QuantizedWeight, Stream, dequantize, gather_matmul, matmul, quantize
 
 __version__ = _core.__version__
 
@@ -22,6 +22,7 @@ __all__ = [
     "Device",
     "DispatchPlan",
     "QuantizedWeight",
+    "Stream",
     "asbuffer",
     "available_backends",
     "default_device",

@@ -13,7 +13,36 @@ from . import _core
 from ._buffer import asbuffer
 from ._dtypes import FLOAT_DTYPES, dtype_name, numpy_dtype
 
-__all__ = ["QuantizedWeight", "dequantize", "gather_matmul", "matmul", "quantize"]
+__all__ = ["QuantizedWeight", "Stream", "dequantize", "gather_matmul", "matmul", "quantize"]
+
+
+class Stream:
+    """Queues ops so a whole layer is encoded before waiting once::
+
+        stream = qmetal.Stream()
+        h = qmetal.matmul(x, w_up, stream=stream)
+        y = qmetal.matmul(h, w_down, stream=stream)   # h is read on the device
+        stream.synchronize()                          # now h and y hold results
+
+    On Metal the queued work runs while more is encoded; the simulator runs
+    each op as it is queued. Arrays returned by ops on a stream must not be
+    read before ``synchronize()``. Also a context manager that synchronizes
+    on exit.
+    """
+
+    def __init__(self, device=None):
+        self.device = device or _core.default_device()
+        self._native = _core.Stream(self.device)
+
+    def synchronize(self):
+        self._native.synchronize()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.synchronize()
+        return False
 
 
 class QuantizedWeight:
@@ -117,13 +146,12 @@ def matmul(x, w: QuantizedWeight, transpose: bool = True, out=None, stream=None,
     has the promoted dtype of x and the scales.
 
     ``out`` receives the result when given (it must have the result's shape
-    and dtype). ``route`` forces a kernel (``qmv``, ``qmv_fast``,
+    and dtype). With ``stream`` (a ``qmetal.Stream``) the work is queued and
+    the result is ready after ``stream.synchronize()``. ``route`` forces a kernel (``qmv``, ``qmv_fast``,
     ``qmv_wide``, ``qvm``, ``qmm``) for tests and benchmarks.
     """
     _check_weight(w)
-    if stream is not None:
-        raise TypeError("stream: streams come with the Metal backend; the simulator runs every op synchronously")
-    device = _device(device)
+    device, native_stream = _stream_device(stream, device)
     x_array = np.asarray(x)
     x_name = dtype_name(x_array.dtype, "x")
     if x_name not in FLOAT_DTYPES:
@@ -133,21 +161,46 @@ def matmul(x, w: QuantizedWeight, transpose: bool = True, out=None, stream=None,
         x_array = x_array.astype(numpy_dtype(name))
     native = w._with_dtype(name, device)
     x_buffer = asbuffer(x_array, device=device)
+    out_buffer = _out_buffer(out, device, native_stream)
+    result = _core.affine_matmul(device, x_buffer, native, transpose, out_buffer, route, native_stream)
+    return _finish(result, out, out_buffer)
+
+
+def _stream_device(stream, device):
+    if stream is None:
+        return _device(device), None
+    if not isinstance(stream, Stream):
+        raise TypeError(f"stream: expected a qmetal.Stream, got {type(stream).__name__}")
+    if device is not None and device is not stream.device and device.name != stream.device.name:
+        raise ValueError(f"stream: it belongs to {stream.device.name}, the op was asked to run on {device.name}")
+    return stream.device, stream._native
+
+
+def _out_buffer(out, device, native_stream):
     if out is None:
-        return np.asarray(_core.affine_matmul(device, x_buffer, native, transpose, None, route))
+        return None
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out: expected a NumPy array, got {type(out).__name__}")
     if not out.flags.writeable:
         raise ValueError("out: the array is read-only")
-    out_buffer = asbuffer(out, device=device)
-    _core.affine_matmul(device, x_buffer, native, transpose, out_buffer, route)
+    buffer = asbuffer(out, device=device)
+    if buffer.copied and native_stream is not None:
+        raise ValueError("out: with a stream, out must be shareable without a copy (C-contiguous and aligned to "
+                         f"{device.capabilities['wrap_alignment']} bytes)")
+    return buffer
+
+
+def _finish(result, out, out_buffer):
+    if out is None:
+        return np.asarray(result)
     if out_buffer.copied:  # out could not be shared: copy the result back
         out[...] = np.asarray(out_buffer)
     return out
 
 
 def gather_matmul(x, w: QuantizedWeight, lhs_indices=None, rhs_indices=None, transpose: bool = True,
-                  sorted_indices: bool = False, out=None, *, device=None, route: str = "automatic") -> np.ndarray:
+                  sorted_indices: bool = False, out=None, stream=None, *, device=None,
+                  route: str = "automatic") -> np.ndarray:
     """Mixture of experts, as ``mlx.core.gather_qmm``: experts stacked in
     ``w [E, ..., N, K]``, ``x [..., M, K]``; ``lhs_indices`` pick x's batch
     matrices and ``rhs_indices`` the experts (``None``: every one in order);
@@ -159,7 +212,7 @@ def gather_matmul(x, w: QuantizedWeight, lhs_indices=None, rhs_indices=None, tra
     (as in mlx; it is checked) and skips the sort.
     """
     _check_weight(w)
-    device = _device(device)
+    device, native_stream = _stream_device(stream, device)
     x_array = np.asarray(x)
     x_name = dtype_name(x_array.dtype, "x")
     if x_name not in FLOAT_DTYPES:
@@ -176,20 +229,10 @@ def gather_matmul(x, w: QuantizedWeight, lhs_indices=None, rhs_indices=None, tra
         if value.dtype.kind not in "iu":
             raise TypeError(f"{label}: expected an integer dtype (uint32, as mlx uses), got {value.dtype}")
         indices.append(asbuffer(value, device=device))
-    out_buffer = None
-    if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out: expected a NumPy array, got {type(out).__name__}")
-        if not out.flags.writeable:
-            raise ValueError("out: the array is read-only")
-        out_buffer = asbuffer(out, device=device)
+    out_buffer = _out_buffer(out, device, native_stream)
     result = _core.affine_gather_matmul(device, asbuffer(x_array, device=device), w._with_dtype(name, device),
-                                        *indices, transpose, bool(sorted_indices), out_buffer, route)
-    if out is None:
-        return np.asarray(result)
-    if out_buffer.copied:
-        out[...] = np.asarray(out_buffer)
-    return out
+                                        *indices, transpose, bool(sorted_indices), out_buffer, route, native_stream)
+    return _finish(result, out, out_buffer)
 
 
 def _check_weight(w):

@@ -3,7 +3,8 @@
 # every csrc/metal/*.mm is compiled by clang (-fsyntax-only, ARC, blocks)
 # against tests/metal_host/metal_api.h, our transcription of the Foundation
 # and Metal declarations it uses. Any error (a wrong selector, type or ARC
-# misuse) exits non-zero. CLANG overrides the compiler (default clang++-19).
+# misuse) exits non-zero; so does the C++ that is compiled only with the
+# Metal backend. CLANG overrides the compiler (default clang++-19).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -13,6 +14,17 @@ for source in "$root"/csrc/metal/*.mm; do
   if "$clang" -x objective-c++ -std=c++17 -fobjc-arc -fobjc-runtime=gnustep-2.0 -fblocks -fsyntax-only \
       -Wall -Wextra -Werror -Wno-unused-parameter \
       -I "$here/include" -I "$root/csrc" -I "$root/csrc/include" -I "$root/shaders" "$source"; then
+    echo "ok: ${source#$root/}"
+  else
+    echo "FAILED: ${source#$root/}"
+    status=1
+  fi
+done
+# The C++ that only macOS builds compile differently (QMETAL_HAVE_METAL).
+for source in "$root"/csrc/ops/*.cpp; do
+  if "$clang" -x c++ -std=c++17 -fsyntax-only -Wall -Wextra -Werror -Wno-unused-parameter \
+      -Wno-deprecated-declarations -DQMETAL_HAVE_METAL \
+      -I "$root/csrc" -I "$root/csrc/include" -I "$root/csrc/sim/include" -I "$root/shaders" "$source"; then
     echo "ok: ${source#$root/}"
   else
     echo "FAILED: ${source#$root/}"

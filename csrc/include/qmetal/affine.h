@@ -15,6 +15,8 @@
 
 namespace qmetal {
 
+class Stream;
+
 inline constexpr int kAffineBits[] = {2, 3, 4, 5, 6, 8};
 inline constexpr int kAffineGroupSizes[] = {32, 64, 128};
 
@@ -61,8 +63,11 @@ BufferPtr affine_dequantize(const Device& device, const QuantizedWeight& w);
 // y = x @ dequant(w)^T (transpose) or x @ dequant(w); x [..., M, K] with
 // x.dtype == w.dtype(); a batched w broadcasts against x's leading dims.
 // Writes into `out` when given (checked first), else allocates.
+// With a stream, the work is queued on it (its device must be `device`)
+// and y is ready after stream->synchronize().
 BufferPtr affine_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w, bool transpose,
-                        const BufferPtr& out = nullptr, AffineRoute route = AffineRoute::automatic);
+                        const BufferPtr& out = nullptr, AffineRoute route = AffineRoute::automatic,
+                        Stream* stream = nullptr);
 // The shape affine_matmul returns (ValueError if x and w do not fit).
 Shape affine_matmul_shape(const Shape& x, const QuantizedWeight& w, bool transpose);
 
@@ -78,7 +83,7 @@ Shape affine_matmul_shape(const Shape& x, const QuantizedWeight& w, bool transpo
 BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w,
                                const BufferPtr& lhs_indices, const BufferPtr& rhs_indices, bool transpose,
                                bool sorted_indices = false, const BufferPtr& out = nullptr,
-                               AffineRoute route = AffineRoute::automatic);
+                               AffineRoute route = AffineRoute::automatic, Stream* stream = nullptr);
 
 // The planner's part of it: lhs and rhs already broadcast, flattened uint32
 // buffers of one index per output matrix. Route qmm_sorted takes rhs sorted
