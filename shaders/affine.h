@@ -9,6 +9,7 @@
 #include <metal_stdlib>
 
 #include "qmetal_args.h"
+#include "tile.h"
 
 using namespace metal;
 using namespace qmetal_args;
@@ -197,40 +198,10 @@ void qvm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
 
 // --- mat-mat: 32 x 32 output tiles ---------------------------------------------------
 
-constant constexpr int kTile = 32;           // rows of x, rows of w and K per step
+constant constexpr int kTile = tile::kK;     // rows of x, rows of w and K per step
 constant constexpr int kTileStride = kTile + 4;  // padded rows spread threadgroup-memory banks
 constant constexpr int kTileThreads = 128;   // 4 simdgroups, each a 16 x 16 quarter
-constant constexpr int kFrag = 8;            // simdgroup_matrix side
 constant constexpr int kLoadsPerThread = kTile * kTile / kTileThreads;  // one pack each
-
-// acc (this simdgroup's 16 x 16 quarter) += xs tile x ws tile, where ws
-// holds w rows by n (transpose) or by k.
-template <bool transpose>
-inline void multiply_tiles(thread simdgroup_float8x8 (&acc)[2][2], const threadgroup float* xs,
-                           const threadgroup float* ws, uint frag_m, uint frag_n) {
-  for (int kk = 0; kk < kTile; kk += kFrag) {
-    simdgroup_float8x8 a[2], b[2];
-    for (int i = 0; i < 2; ++i) simdgroup_load(a[i], xs, kTileStride, ulong2(kk, frag_m + i * kFrag));
-    for (int j = 0; j < 2; ++j) {
-      if (transpose) {
-        simdgroup_load(b[j], ws, kTileStride, ulong2(kk, frag_n + j * kFrag), true);
-      } else {
-        simdgroup_load(b[j], ws, kTileStride, ulong2(frag_n + j * kFrag, kk));
-      }
-    }
-    for (int i = 0; i < 2; ++i)
-      for (int j = 0; j < 2; ++j) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);
-  }
-}
-
-// Writes the accumulators into the (free) xs tile, so that edge tiles can
-// store only what is in range.
-inline void stage_result(thread simdgroup_float8x8 (&acc)[2][2], threadgroup float* xs, uint frag_m, uint frag_n) {
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 2; ++j)
-      simdgroup_store(acc[i][j], xs, kTileStride, ulong2(frag_n + j * kFrag, frag_m + i * kFrag));
-  threadgroup_barrier(mem_flags::mem_threadgroup);
-}
 
 // x and the dequantized w tile are staged in threadgroup memory as float and
 // multiplied with 8x8 simdgroup matrices, accumulating in float; each w pack
@@ -270,8 +241,7 @@ void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
   const uint frag_n = simd_group % 2 * 16;
 
   simdgroup_float8x8 acc[2][2];
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 2; ++j) acc[i][j] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+  tile::clear(acc);
 
   for (uint k0 = k_begin; k0 < k_end; k0 += kTile) {
     // K is a multiple of the group size with transposed weights, so whole
@@ -295,11 +265,11 @@ void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
       for (int j = 0; j < kPack; ++j) ws[load_row * kTileStride + load_col + j] = 0.0f;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
-    multiply_tiles<transpose>(acc, xs, ws, frag_m, frag_n);
+    tile::multiply<transpose>(acc, xs, ws, kTileStride, frag_m, frag_n);
     threadgroup_barrier(mem_flags::mem_threadgroup);
   }
 
-  stage_result(acc, xs, frag_m, frag_n);
+  tile::stage(acc, xs, kTileStride, frag_m, frag_n);
   const uint m = tile_m + load_row;
   for (int j = 0; j < kPack; ++j) {
     const uint n = tile_n + load_col + j;
@@ -333,8 +303,7 @@ void qmm_sorted(constant AffineMatmulArgs& args, const device T* x, const device
   const uint frag_n = simd_group % 2 * 16;
 
   simdgroup_float8x8 acc[2][2];
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 2; ++j) acc[i][j] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+  tile::clear(acc);
 
   for (uint run = tile_z; run < tile_end;) {
     const uint expert = rhs[run];
@@ -360,13 +329,13 @@ void qmm_sorted(constant AffineMatmulArgs& args, const device T* x, const device
         for (int j = 0; j < kPack; ++j) ws[load_row * kTileStride + load_col + j] = 0.0f;
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);
-      multiply_tiles<true>(acc, xs, ws, frag_m, frag_n);
+      tile::multiply<true>(acc, xs, ws, kTileStride, frag_m, frag_n);
       threadgroup_barrier(mem_flags::mem_threadgroup);
     }
     run = run_end;
   }
 
-  stage_result(acc, xs, frag_m, frag_n);
+  tile::stage(acc, xs, kTileStride, frag_m, frag_n);
   const uint z = tile_z + load_row;
   for (int j = 0; j < kPack; ++j) {
     const uint n = tile_n + load_col + j;

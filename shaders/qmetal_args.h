@@ -61,6 +61,30 @@ struct AffineQuantizeArgs {
   uint32_t rows, K;
 };
 
+// --- GGML blocks -------------------------------------------------------------------
+
+QMETAL_CONSTEXPR uint32_t kGGMLX = 1;          // activations [M, K] (or head-major, see below)
+QMETAL_CONSTEXPR uint32_t kGGMLW = 2;          // blocks, rows of K / block values blocks
+QMETAL_CONSTEXPR uint32_t kGGMLY = 3;          // output [M, N]
+QMETAL_CONSTEXPR uint32_t kGGMLLhs = 4;        // MoE: x row of each output row (uint32)
+QMETAL_CONSTEXPR uint32_t kGGMLRhs = 5;        // MoE: expert of each output row
+QMETAL_CONSTEXPR uint32_t kGGMLRows = 6;       // MoE sorted: output row of each sorted row
+
+// y[m, n] = sum_k x[m, k] w[n, k]. x is row-major [M, K], or with
+// x_head_dim > 0 head-major [K / x_head_dim, M, x_head_dim] (attention
+// output read as [M, heads * head_dim] without a copy). In the MoE kernels
+// row z of y is x row lhs[z] times expert rhs[z] (M counts those rows).
+struct GGMLMatmulArgs {
+  uint32_t M, N, K;
+  uint32_t x_head_dim;
+  uint32_t x_rows;        // rows of x (for head-major addressing)
+  uint32_t expert_rows;   // N (rows of one expert), for the MoE kernels
+};
+
+struct GGMLDequantizeArgs {
+  uint32_t rows, K;
+};
+
 // affine_sum_partials: y[i] = sum over p of partials[p * count + i].
 QMETAL_CONSTEXPR uint32_t kPartials = 1;
 QMETAL_CONSTEXPR uint32_t kPartialsSum = 2;

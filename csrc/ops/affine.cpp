@@ -4,21 +4,11 @@
 
 #include "qmetal/error.h"
 #include "qmetal/ops.h"
+#include "ops/indices.h"
 
 namespace qmetal {
 
-namespace {
-
-// Runs plans now, or queues them on `stream` (whose device must be `device`).
-void run(const Device& device, const std::vector<DispatchPlan>& plans, Stream* stream) {
-  if (stream == nullptr) return execute(device, plans);
-  if (stream->device().get() != &device) {
-    value_error("stream: it belongs to device '", stream->device()->name(), "', the op runs on '", device.name(), "'");
-  }
-  stream->enqueue(plans);
-}
-
-}  // namespace
+using namespace ops_detail;
 
 namespace detail {
 DispatchPlan plan_affine_quantize(const Device& device, const BufferPtr& dense, const QuantizedWeight& w,
@@ -68,75 +58,6 @@ BufferPtr affine_matmul(const Device& device, const BufferPtr& x, const Quantize
   return y;
 }
 
-namespace {
-
-int64_t read_index(const Buffer& b, int64_t i) {
-  const auto* p = static_cast<const uint8_t*>(b.data());
-  switch (b.dtype()) {
-    case DType::i8: return reinterpret_cast<const int8_t*>(p)[i];
-    case DType::u8: return p[i];
-    case DType::i16: return reinterpret_cast<const int16_t*>(p)[i];
-    case DType::u16: return reinterpret_cast<const uint16_t*>(p)[i];
-    case DType::i32: return reinterpret_cast<const int32_t*>(p)[i];
-    case DType::u32: return reinterpret_cast<const uint32_t*>(p)[i];
-    case DType::i64: return reinterpret_cast<const int64_t*>(p)[i];
-    case DType::u64: return static_cast<int64_t>(std::min<uint64_t>(reinterpret_cast<const uint64_t*>(p)[i], INT64_MAX));
-    default: return -1;
-  }
-}
-
-// The indices of one side: given, or every matrix of `batch` in order.
-struct Indices {
-  Shape shape;
-  std::vector<int64_t> values;
-};
-
-Indices indices_from(const BufferPtr& given, const Shape& batch, int64_t count, const char* what) {
-  Indices out;
-  if (!given) {
-    out.shape = batch;
-    out.values.resize(count);
-    for (int64_t i = 0; i < count; ++i) out.values[i] = i;
-    return out;
-  }
-  if (dtype_is_float(given->dtype())) {
-    type_error(what, ": expected an integer dtype (uint32, as mlx uses), got ", dtype_name(given->dtype()));
-  }
-  out.shape = given->shape();
-  out.values.resize(given->size());
-  for (int64_t i = 0; i < given->size(); ++i) {
-    const int64_t v = read_index(*given, i);
-    if (v < 0 || v >= count) value_error(what, ": index ", v, " at position ", i, " is out of range [0, ", count, ")");
-    out.values[i] = v;
-  }
-  return out;
-}
-
-// NumPy-broadcasts a to `shape` and returns its values as uint32, flattened.
-BufferPtr broadcast_to(const Indices& a, const Shape& shape) {
-  const int64_t total = shape_size(shape);
-  auto out = Buffer::allocate(DType::u32, {total});
-  auto* dst = static_cast<uint32_t*>(out->data());
-  std::vector<int64_t> strides(shape.size(), 0);
-  int64_t stride = 1;
-  for (size_t i = 0; i < a.shape.size(); ++i) {
-    const size_t dim = a.shape.size() - 1 - i, out_dim = shape.size() - 1 - i;
-    strides[out_dim] = a.shape[dim] == 1 ? 0 : stride;
-    stride *= a.shape[dim];
-  }
-  for (int64_t z = 0; z < total; ++z) {
-    int64_t rest = z, offset = 0;
-    for (size_t d = shape.size(); d-- > 0;) {
-      offset += rest % shape[d] * strides[d];
-      rest /= shape[d];
-    }
-    dst[z] = static_cast<uint32_t>(a.values[offset]);
-  }
-  return out;
-}
-
-}  // namespace
-
 BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w,
                                const BufferPtr& lhs_indices, const BufferPtr& rhs_indices, bool transpose,
                                bool sorted_indices, const BufferPtr& out, AffineRoute route, Stream* stream) {
@@ -155,17 +76,7 @@ BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const Q
   const Shape x_batch(xs.begin(), xs.end() - 2), w_batch(ws.begin(), ws.end() - 2);
   const Indices lhs = indices_from(lhs_indices, x_batch, shape_size(x_batch), "lhs_indices");
   const Indices rhs = indices_from(rhs_indices, w_batch, shape_size(w_batch), "rhs_indices");
-  Shape batch(std::max(lhs.shape.size(), rhs.shape.size()), 1);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const size_t from_end = batch.size() - 1 - i;
-    const int64_t a = from_end < lhs.shape.size() ? lhs.shape[lhs.shape.size() - 1 - from_end] : 1;
-    const int64_t b = from_end < rhs.shape.size() ? rhs.shape[rhs.shape.size() - 1 - from_end] : 1;
-    if (a != b && a != 1 && b != 1) {
-      value_error("lhs_indices: shape ", shape_str(lhs.shape), " does not broadcast with rhs_indices' ",
-                  shape_str(rhs.shape));
-    }
-    batch[i] = std::max(a, b);
-  }
+  const Shape batch = broadcast_shapes(lhs.shape, rhs.shape, "lhs_indices", "rhs_indices");
   Shape shape = batch;
   shape.push_back(xs[xs.size() - 2]);
   shape.push_back(N);
@@ -194,7 +105,8 @@ BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const Q
     auto* order = static_cast<uint32_t*>(rows->data());
     for (int64_t i = 0; i < matrices; ++i) order[i] = static_cast<uint32_t>(i);
     if (!sorted_indices) {
-      std::stable_sort(order, order + matrices, [&](uint32_t a, uint32_t b) { return experts[a] < experts[b]; });
+      const std::vector<uint32_t> sorted = order_by_expert(experts, matrices);
+      std::copy(sorted.begin(), sorted.end(), order);
       auto lhs_sorted = Buffer::allocate(DType::u32, {matrices}), rhs_sorted = Buffer::allocate(DType::u32, {matrices});
       const auto* lhs_values = static_cast<const uint32_t*>(lhs_flat->data());
       for (int64_t i = 0; i < matrices; ++i) {

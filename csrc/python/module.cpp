@@ -21,6 +21,7 @@ void bind_device(nb::module_& m);
 void bind_plan(nb::module_& m);
 void bind_sim(nb::module_& m);
 void bind_affine(nb::module_& m);
+void bind_ggml(nb::module_& m);
 }  // namespace qmetal
 
 NB_MODULE(_core, m) {
@@ -46,4 +47,5 @@ NB_MODULE(_core, m) {
   qmetal::bind_plan(m);
   qmetal::bind_sim(m);
   qmetal::bind_affine(m);
+  qmetal::bind_ggml(m);
 }

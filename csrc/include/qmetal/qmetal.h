@@ -6,6 +6,7 @@
 #include "qmetal/device.h"
 #include "qmetal/dtype.h"
 #include "qmetal/error.h"
+#include "qmetal/ggml.h"
 #include "qmetal/plan.h"
 
 namespace qmetal {

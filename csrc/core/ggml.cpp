@@ -1,0 +1,195 @@
+// GGML: the type table, weight validation, kernel names and the planner.
+#include "qmetal/ggml.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "qmetal/error.h"
+#include "qmetal_args.h"
+
+namespace qmetal {
+
+namespace {
+
+// Geometry of the kernels (shaders/ggml.h).
+constexpr uint32_t kMvSimdgroups = 2;
+constexpr uint32_t kMvThreads = 32 * kMvSimdgroups;
+constexpr uint32_t kMvExtRows = 4;
+constexpr uint32_t kMmRowsW = 64;
+constexpr uint32_t kMmRowsX = 32;
+constexpr uint32_t kMmThreads = 128;
+constexpr uint32_t kMmMinK = 64;         // llama.cpp's too: shorter rows do not pay for the tiles
+constexpr uint32_t kMvMaxBatch = 8;      // mul_mv_ext up to here, as llama.cpp
+constexpr uint32_t kChunk = 16;
+constexpr uint32_t kDequantizeThreads = 128;
+constexpr uint32_t kMmK = 32;
+
+uint32_t ceil_div(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
+
+uint32_t checked_u32(int64_t value, const char* what) {
+  if (value < 0 || value > int64_t(UINT32_MAX)) value_error(what, " (", value, ") does not fit 32-bit indices");
+  return static_cast<uint32_t>(value);
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace
+
+const std::vector<GGMLType>& ggml_types() {
+  static const std::vector<GGMLType> types = {
+      {"Q4_0", "q4_0", 2, 32, 18, 4},     {"Q4_1", "q4_1", 3, 32, 20, 4},    {"Q5_0", "q5_0", 6, 32, 22, 4},
+      {"Q5_1", "q5_1", 7, 32, 24, 4},     {"Q8_0", "q8_0", 8, 32, 34, 2},    {"Q2_K", "q2_k", 10, 256, 84, 2},
+      {"Q3_K", "q3_k", 11, 256, 110, 2},  {"Q4_K", "q4_k", 12, 256, 144, 2}, {"Q5_K", "q5_k", 13, 256, 176, 1},
+      {"Q6_K", "q6_k", 14, 256, 210, 2},  {"F32", "f32", 0, 16, 64, 4},      {"F16", "f16", 1, 16, 32, 4},
+      {"BF16", "bf16", 30, 16, 32, 4},
+  };
+  return types;
+}
+
+const GGMLType& ggml_type(std::string_view name) {
+  const std::string wanted = lower(name);
+  std::string known;
+  for (const GGMLType& t : ggml_types()) {
+    if (wanted == t.kernel_name) return t;
+    known += (known.empty() ? "" : ", ") + std::string(t.name);
+  }
+  value_error("type: expected one of ", known, ", got '", std::string(name), "'");
+}
+
+size_t GGMLWeight::expected_bytes() const {
+  const int64_t rows = shape_size(shape) / shape.back();
+  return static_cast<size_t>(rows) * (shape.back() / type->block_values) * type->block_bytes;
+}
+
+GGMLWeight GGMLWeight::from_buffer(BufferPtr data, std::string_view type_name, Shape shape) {
+  const GGMLType& type = ggml_type(type_name);
+  if (!data) value_error("data is required");
+  if (data->dtype() != DType::u8) type_error("data: expected the raw blocks as uint8, got ", dtype_name(data->dtype()));
+  if (shape.size() < 2) value_error("shape: expected [..., N, K], got ", shape_str(shape));
+  shape_size(shape, "shape");
+  // The kernels read whole 32-value steps; the dense types' blocks are 16 values.
+  const int64_t multiple = std::max<int64_t>(type.block_values, kMmK);
+  if (shape.back() <= 0 || shape.back() % multiple != 0) {
+    value_error("shape: K (", shape.back(), ") must be a positive multiple of ", multiple, " for ", type.name,
+                type.block_values >= kMmK ? " (its block size)" : "");
+  }
+  GGMLWeight w{std::move(data), &type, std::move(shape)};
+  if (w.data->nbytes() != w.expected_bytes()) {
+    value_error("data: ", shape_str(w.shape), " as ", type.name, " takes ", w.expected_bytes(), " bytes, got ",
+                w.data->nbytes(), w.data->nbytes() < w.expected_bytes() ? " (short)" : " (too long)");
+  }
+  return w;
+}
+
+GGMLRoute ggml_route_from_name(std::string_view name) {
+  for (GGMLRoute r : {GGMLRoute::automatic, GGMLRoute::mv, GGMLRoute::mv_ext, GGMLRoute::mm, GGMLRoute::mv_id,
+                      GGMLRoute::mm_id}) {
+    if (ggml_route_name(r) == name) return r;
+  }
+  value_error("route: expected one of automatic, mv, mv_ext, mm, mv_id, mm_id, got '", std::string(name), "'");
+}
+
+std::string_view ggml_route_name(GGMLRoute route) {
+  switch (route) {
+    case GGMLRoute::automatic: return "automatic";
+    case GGMLRoute::mv: return "mv";
+    case GGMLRoute::mv_ext: return "mv_ext";
+    case GGMLRoute::mm: return "mm";
+    case GGMLRoute::mv_id: return "mv_id";
+    case GGMLRoute::mm_id: return "mm_id";
+  }
+  return "automatic";
+}
+
+std::string ggml_kernel_name(std::string_view kernel, const GGMLType& type, DType activations, DType output) {
+  return "ggml_" + std::string(kernel) + "_" + type.kernel_name + "_" + std::string(dtype_name(activations)) + "_" +
+         std::string(dtype_name(output));
+}
+
+std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr& x, const GGMLWeight& w,
+                                           const BufferPtr& y, uint32_t M, uint32_t head_dim, GGMLRoute route,
+                                           const GGMLRows* rows) {
+  const uint32_t K = checked_u32(w.shape.back(), "K");
+  const uint32_t N = checked_u32(w.shape[w.shape.size() - 2], "N");
+  qmetal_args::GGMLMatmulArgs args{};
+  args.N = N;
+  args.K = K;
+  args.x_head_dim = head_dim;
+  args.expert_rows = N;
+  const bool row_list = rows != nullptr;
+  args.M = row_list ? rows->count : M;
+  args.x_rows = head_dim ? M : 0;
+  if (args.M == 0 || N == 0) return {};
+  if (route == GGMLRoute::automatic) {
+    if (row_list) {
+      route = rows->rows ? GGMLRoute::mm_id : GGMLRoute::mv_id;
+    } else {
+      route = args.M == 1 ? GGMLRoute::mv
+              : args.M <= kMvMaxBatch || K < kMmMinK ? GGMLRoute::mv_ext
+              : GGMLRoute::mm;
+    }
+  }
+  const bool wants_rows = route == GGMLRoute::mv_id || route == GGMLRoute::mm_id;
+  if (wants_rows != row_list) {
+    value_error("route: '", ggml_route_name(route), wants_rows ? "' is for gather_matmul" : "' is for matmul");
+  }
+  if (route == GGMLRoute::mm_id && !rows->rows) value_error("route: 'mm_id' needs the rows sorted by expert");
+
+  DispatchPlan plan;
+  plan.set_args(args);
+  plan.bind(qmetal_args::kGGMLX, x, Access::read);
+  plan.bind(qmetal_args::kGGMLW, w.data, Access::read);
+  plan.bind(qmetal_args::kGGMLY, y, Access::write);
+  if (row_list) {
+    plan.bind(qmetal_args::kGGMLLhs, rows->lhs, Access::read);
+    plan.bind(qmetal_args::kGGMLRhs, rows->rhs, Access::read);
+    if (route == GGMLRoute::mm_id) plan.bind(qmetal_args::kGGMLRows, rows->rows, Access::read);
+  }
+  const uint32_t mv_rows_per_group = kMvSimdgroups * w.type->mv_rows;
+  switch (route) {
+    case GGMLRoute::mv:
+    case GGMLRoute::mv_id:
+      plan.grid = {ceil_div(N, mv_rows_per_group), args.M, 1};
+      plan.threadgroup = {kMvThreads, 1, 1};
+      break;
+    case GGMLRoute::mv_ext:
+      plan.grid = {ceil_div(N, mv_rows_per_group), ceil_div(args.M, kMvExtRows), 1};
+      plan.threadgroup = {kMvThreads, 1, 1};
+      break;
+    case GGMLRoute::mm:
+    case GGMLRoute::mm_id:
+    case GGMLRoute::automatic:
+      plan.grid = {ceil_div(N, kMmRowsW), ceil_div(args.M, kMmRowsX), 1};
+      plan.threadgroup = {kMmThreads, 1, 1};
+      break;
+  }
+  const std::string kernel = "mul_" + std::string(ggml_route_name(route));
+  plan.kernel = ggml_kernel_name(kernel, *w.type, x->dtype(), y->dtype());
+  plan.validate(device.capabilities());
+  return {std::move(plan)};
+}
+
+namespace detail {
+
+DispatchPlan plan_ggml_dequantize(const Device& device, const GGMLWeight& w, const BufferPtr& out) {
+  qmetal_args::GGMLDequantizeArgs args{};
+  args.K = checked_u32(w.shape.back(), "K");
+  args.rows = checked_u32(shape_size(w.shape) / w.shape.back(), "the rows of w");
+  DispatchPlan plan;
+  plan.kernel = "ggml_dequantize_" + std::string(w.type->kernel_name) + "_" + std::string(dtype_name(out->dtype()));
+  plan.set_args(args);
+  plan.bind(qmetal_args::kGGMLW, w.data, Access::read);
+  plan.bind(qmetal_args::kGGMLY, out, Access::write);
+  plan.grid = {ceil_div(uint64_t(args.rows) * (args.K / kChunk), kDequantizeThreads), 1, 1};
+  plan.threadgroup = {kDequantizeThreads, 1, 1};
+  plan.validate(device.capabilities());
+  return plan;
+}
+
+}  // namespace detail
+
+}  // namespace qmetal

@@ -1,0 +1,113 @@
+// Shared by the ops: running plans (now or on a stream) and the index lists
+// of the gather ops (MoE): reading integer index arrays of any
+// dtype with range checks, NumPy broadcasting, and sorting rows by expert.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "qmetal/buffer.h"
+#include "qmetal/error.h"
+#include "qmetal/ops.h"
+
+namespace qmetal::ops_detail {
+
+inline int64_t read_index(const Buffer& b, int64_t i) {
+  const auto* p = static_cast<const uint8_t*>(b.data());
+  switch (b.dtype()) {
+    case DType::i8: return reinterpret_cast<const int8_t*>(p)[i];
+    case DType::u8: return p[i];
+    case DType::i16: return reinterpret_cast<const int16_t*>(p)[i];
+    case DType::u16: return reinterpret_cast<const uint16_t*>(p)[i];
+    case DType::i32: return reinterpret_cast<const int32_t*>(p)[i];
+    case DType::u32: return reinterpret_cast<const uint32_t*>(p)[i];
+    case DType::i64: return reinterpret_cast<const int64_t*>(p)[i];
+    case DType::u64: return static_cast<int64_t>(std::min<uint64_t>(reinterpret_cast<const uint64_t*>(p)[i], INT64_MAX));
+    default: return -1;
+  }
+}
+
+// The indices of one side: given, or every matrix of `batch` in order.
+struct Indices {
+  Shape shape;
+  std::vector<int64_t> values;
+};
+
+inline Indices indices_from(const BufferPtr& given, const Shape& batch, int64_t count, const char* what) {
+  Indices out;
+  if (!given) {
+    out.shape = batch;
+    out.values.resize(count);
+    for (int64_t i = 0; i < count; ++i) out.values[i] = i;
+    return out;
+  }
+  if (dtype_is_float(given->dtype())) {
+    type_error(what, ": expected an integer dtype (uint32, as mlx uses), got ", dtype_name(given->dtype()));
+  }
+  out.shape = given->shape();
+  out.values.resize(given->size());
+  for (int64_t i = 0; i < given->size(); ++i) {
+    const int64_t v = read_index(*given, i);
+    if (v < 0 || v >= count) value_error(what, ": index ", v, " at position ", i, " is out of range [0, ", count, ")");
+    out.values[i] = v;
+  }
+  return out;
+}
+
+// NumPy-broadcasts a to `shape` and returns its values as uint32, flattened.
+inline BufferPtr broadcast_to(const Indices& a, const Shape& shape) {
+  const int64_t total = shape_size(shape);
+  auto out = Buffer::allocate(DType::u32, {total});
+  auto* dst = static_cast<uint32_t*>(out->data());
+  std::vector<int64_t> strides(shape.size(), 0);
+  int64_t stride = 1;
+  for (size_t i = 0; i < a.shape.size(); ++i) {
+    const size_t dim = a.shape.size() - 1 - i, out_dim = shape.size() - 1 - i;
+    strides[out_dim] = a.shape[dim] == 1 ? 0 : stride;
+    stride *= a.shape[dim];
+  }
+  for (int64_t z = 0; z < total; ++z) {
+    int64_t rest = z, offset = 0;
+    for (size_t d = shape.size(); d-- > 0;) {
+      offset += rest % shape[d] * strides[d];
+      rest /= shape[d];
+    }
+    dst[z] = static_cast<uint32_t>(a.values[offset]);
+  }
+  return out;
+}
+
+// NumPy broadcast of two shapes; ValueError naming both.
+inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* a_name, const char* b_name) {
+  Shape out(std::max(a.size(), b.size()), 1);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const size_t from_end = out.size() - 1 - i;
+    const int64_t da = from_end < a.size() ? a[a.size() - 1 - from_end] : 1;
+    const int64_t db = from_end < b.size() ? b[b.size() - 1 - from_end] : 1;
+    if (da != db && da != 1 && db != 1) {
+      value_error(a_name, ": shape ", shape_str(a), " does not broadcast with ", b_name, "' ", shape_str(b));
+    }
+    out[i] = std::max(da, db);
+  }
+  return out;
+}
+
+// Runs plans now, or queues them on `stream` (whose device must be `device`).
+inline void run(const Device& device, const std::vector<DispatchPlan>& plans, Stream* stream) {
+  if (stream == nullptr) return execute(device, plans);
+  if (stream->device().get() != &device) {
+    value_error("stream: it belongs to device '", stream->device()->name(), "', the op runs on '", device.name(), "'");
+  }
+  stream->enqueue(plans);
+}
+
+// The permutation that sorts rows by expert (stable: ties keep their order).
+inline std::vector<uint32_t> order_by_expert(const uint32_t* experts, int64_t count) {
+  std::vector<uint32_t> order(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) order[i] = static_cast<uint32_t>(i);
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return experts[a] < experts[b]; });
+  return order;
+}
+
+}  // namespace qmetal::ops_detail

@@ -1,0 +1,54 @@
+// The simdgroup-matrix core shared by the tiled kernels: tiles of x and of
+// dequantized w staged in threadgroup memory as float, multiplied in 8x8
+// simdgroup matrices with float accumulation.
+#pragma once
+
+#include <metal_stdlib>
+
+using namespace metal;
+
+namespace tile {
+
+constant constexpr int kFrag = 8;  // simdgroup_matrix side
+constant constexpr int kK = 32;    // K per step of every tiled kernel
+
+// acc (a simdgroup's frags_m x frags_n block of 8x8 results, at rows frag_m
+// and columns frag_n of the output tile) += xs * ws over one K step. xs
+// holds x rows by K; ws holds w rows by K (`w_rows_by_k`, weights [N, K]) or
+// K rows by N. Both with row stride `stride` floats.
+template <bool w_rows_by_k, int frags_m, int frags_n>
+inline void multiply(thread simdgroup_float8x8 (&acc)[frags_m][frags_n], const threadgroup float* xs,
+                     const threadgroup float* ws, uint stride, uint frag_m, uint frag_n) {
+  for (int kk = 0; kk < kK; kk += kFrag) {
+    simdgroup_float8x8 a[frags_m], b[frags_n];
+    for (int i = 0; i < frags_m; ++i) simdgroup_load(a[i], xs, stride, ulong2(kk, frag_m + i * kFrag));
+    for (int j = 0; j < frags_n; ++j) {
+      if (w_rows_by_k) {
+        simdgroup_load(b[j], ws, stride, ulong2(kk, frag_n + j * kFrag), true);
+      } else {
+        simdgroup_load(b[j], ws, stride, ulong2(frag_n + j * kFrag, kk));
+      }
+    }
+    for (int i = 0; i < frags_m; ++i)
+      for (int j = 0; j < frags_n; ++j) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);
+  }
+}
+
+template <int frags_m, int frags_n>
+inline void clear(thread simdgroup_float8x8 (&acc)[frags_m][frags_n]) {
+  for (int i = 0; i < frags_m; ++i)
+    for (int j = 0; j < frags_n; ++j) acc[i][j] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+}
+
+// Writes the accumulators into `out` (a free staging tile of row stride
+// `stride`), so that edge tiles can store only what is in range.
+template <int frags_m, int frags_n>
+inline void stage(thread simdgroup_float8x8 (&acc)[frags_m][frags_n], threadgroup float* out, uint stride,
+                  uint frag_m, uint frag_n) {
+  for (int i = 0; i < frags_m; ++i)
+    for (int j = 0; j < frags_n; ++j)
+      simdgroup_store(acc[i][j], out, stride, ulong2(frag_n + j * kFrag, frag_m + i * kFrag));
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+}
+
+}  // namespace tile
