@@ -65,7 +65,7 @@ size_t GGMLWeight::expected_bytes() const {
   return static_cast<size_t>(rows) * (shape.back() / type->block_values) * type->block_bytes;
 }
 
-GGMLWeight GGMLWeight::from_buffer(BufferPtr data, std::string_view type_name, Shape shape) {
+GGMLWeight GGMLWeight::from_buffer(BufferPtr data, std::string_view type_name, Shape shape, size_t offset) {
   const GGMLType& type = ggml_type(type_name);
   if (!data) value_error("data is required");
   if (data->dtype() != DType::u8) type_error("data: expected the raw blocks as uint8, got ", dtype_name(data->dtype()));
@@ -77,10 +77,12 @@ GGMLWeight GGMLWeight::from_buffer(BufferPtr data, std::string_view type_name, S
     value_error("shape: K (", shape.back(), ") must be a positive multiple of ", multiple, " for ", type.name,
                 type.block_values >= kMmK ? " (its block size)" : "");
   }
-  GGMLWeight w{std::move(data), &type, std::move(shape)};
-  if (w.data->nbytes() != w.expected_bytes()) {
-    value_error("data: ", shape_str(w.shape), " as ", type.name, " takes ", w.expected_bytes(), " bytes, got ",
-                w.data->nbytes(), w.data->nbytes() < w.expected_bytes() ? " (short)" : " (too long)");
+  // Blocks hold fp16 fields: they must start on an even byte (GGUF aligns to 32).
+  if (offset % 2 != 0) value_error("offset: expected an even byte offset, got ", offset);
+  GGMLWeight w{std::move(data), &type, std::move(shape), offset};
+  if (offset > w.data->nbytes() || w.data->nbytes() - offset < w.expected_bytes()) {
+    value_error("data: ", shape_str(w.shape), " as ", type.name, " takes ", w.expected_bytes(), " bytes from offset ",
+                offset, ", but the buffer has ", w.data->nbytes(), " bytes (short)");
   }
   return w;
 }
@@ -142,7 +144,7 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
   DispatchPlan plan;
   plan.set_args(args);
   plan.bind(qmetal_args::kGGMLX, x, Access::read);
-  plan.bind(qmetal_args::kGGMLW, w.data, Access::read);
+  plan.bind(qmetal_args::kGGMLW, w.data, Access::read, w.offset);
   plan.bind(qmetal_args::kGGMLY, y, Access::write);
   if (row_list) {
     plan.bind(qmetal_args::kGGMLLhs, rows->lhs, Access::read);
@@ -182,7 +184,7 @@ DispatchPlan plan_ggml_dequantize(const Device& device, const GGMLWeight& w, con
   DispatchPlan plan;
   plan.kernel = "ggml_dequantize_" + std::string(w.type->kernel_name) + "_" + std::string(dtype_name(out->dtype()));
   plan.set_args(args);
-  plan.bind(qmetal_args::kGGMLW, w.data, Access::read);
+  plan.bind(qmetal_args::kGGMLW, w.data, Access::read, w.offset);
   plan.bind(qmetal_args::kGGMLY, out, Access::write);
   plan.grid = {ceil_div(uint64_t(args.rows) * (args.K / kChunk), kDequantizeThreads), 1, 1};
   plan.threadgroup = {kDequantizeThreads, 1, 1};

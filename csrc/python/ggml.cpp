@@ -16,11 +16,12 @@ void bind_ggml(nb::module_& m) {
   nb::class_<GGMLWeight>(m, "GGMLWeight", "GGML blocks of a weight [..., N, K], as stored in a GGUF file.")
       .def_static(
           "from_buffer",
-          [](BufferPtr data, const std::string& type, const Shape& shape) {
-            return GGMLWeight::from_buffer(std::move(data), type, shape);
+          [](BufferPtr data, const std::string& type, const Shape& shape, size_t offset) {
+            return GGMLWeight::from_buffer(std::move(data), type, shape, offset);
           },
-          "data"_a, "type"_a, "shape"_a)
+          "data"_a, "type"_a, "shape"_a, "offset"_a = 0)
       .def_ro("data", &GGMLWeight::data)
+      .def_ro("offset", &GGMLWeight::offset)
       .def_ro("shape", &GGMLWeight::shape)
       .def_prop_ro("type", [](const GGMLWeight& w) { return std::string(w.type->name); });
 

@@ -14,6 +14,7 @@ from ._buffer import asbuffer, empty, zeros
 from ._core import Buffer, Device, DispatchPlan, available_backends, default_device, get_device
 from . import reference
 from ._affine import QuantizedWeight, Stream, dequantize, gather_matmul, matmul, quantize
+from ._ggml import GGML_TYPE_NAMES, GGMLWeight
 
 __version__ = _core.__version__
 
@@ -21,6 +22,8 @@ __all__ = [
     "Buffer",
     "Device",
     "DispatchPlan",
+    "GGML_TYPE_NAMES",
+    "GGMLWeight",
     "QuantizedWeight",
     "Stream",
     "asbuffer",

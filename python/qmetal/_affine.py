@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _core
 from ._buffer import asbuffer
+from . import _ggml
 from ._dtypes import FLOAT_DTYPES, dtype_name, numpy_dtype
 
 __all__ = ["QuantizedWeight", "Stream", "dequantize", "gather_matmul", "matmul", "quantize"]
@@ -125,9 +126,13 @@ def quantize(w, bits: int = 4, group_size: int = 64, *, device=None) -> Quantize
     return QuantizedWeight(_core.affine_quantize(device, asbuffer(w, device=device), bits, group_size))
 
 
-def dequantize(w: QuantizedWeight, dtype=None, *, device=None) -> np.ndarray:
-    """``scale * q + bias`` as ``[..., rows, cols]`` in the scales' dtype
-    (rounded as ``mlx.core.dequantize`` rounds), then cast to ``dtype``."""
+def dequantize(w, dtype=None, *, device=None) -> np.ndarray:
+    """The dense weight. Affine: ``scale * q + bias`` as ``[..., rows, cols]``
+    in the scales' dtype (rounded as ``mlx.core.dequantize`` rounds), then
+    cast to ``dtype``. GGML: bit-exact with ``gguf.quants.dequantize``, in
+    ``dtype`` (float32 by default)."""
+    if isinstance(w, _ggml.GGMLWeight):
+        return _ggml.dequantize(w, _device(device), dtype)
     _check_weight(w)
     result = np.asarray(_core.affine_dequantize(_device(device), w._native))
     return result if dtype is None else result.astype(numpy_dtype(dtype_name(dtype)))
@@ -138,8 +143,8 @@ def _result_dtype(x_name, w_name):
     return x_name if x_name == w_name else "float32"
 
 
-def matmul(x, w: QuantizedWeight, transpose: bool = True, out=None, stream=None, *, device=None,
-           route: str = "automatic") -> np.ndarray:
+def matmul(x, w, transpose: bool = True, out=None, stream=None, *, device=None, route: str = "automatic",
+           dtype=None, heads_first: bool = False) -> np.ndarray:
     """``x @ dequant(w).T`` (``transpose=False``: ``x @ dequant(w)``), as
     ``mlx.core.quantized_matmul``: ``x [..., M, K]``; a batched ``w
     [..., rows, cols]`` broadcasts against x's leading dimensions; the result
@@ -147,9 +152,25 @@ def matmul(x, w: QuantizedWeight, transpose: bool = True, out=None, stream=None,
 
     ``out`` receives the result when given (it must have the result's shape
     and dtype). With ``stream`` (a ``qmetal.Stream``) the work is queued and
-    the result is ready after ``stream.synchronize()``. ``route`` forces a kernel (``qmv``, ``qmv_fast``,
-    ``qmv_wide``, ``qvm``, ``qmm``) for tests and benchmarks.
+    the result is ready after ``stream.synchronize()``. ``route`` forces a
+    kernel for tests and benchmarks (affine: ``qmv``, ``qmv_fast``,
+    ``qmv_wide``, ``qvm``, ``qvm_split_k``, ``qmm``, ``qmm_split_k``; GGML:
+    ``mv``, ``mv_ext``, ``mm``, ``mv_id``, ``mm_id``).
+
+    For a ``GGMLWeight`` (always ``transpose=True``, as GGUF stores weights):
+    the result is float32 unless ``dtype`` is the activations' dtype, and
+    ``heads_first=True`` reads an attention output ``x [heads, M, head_dim]``
+    as ``[M, heads * head_dim]`` without copying it (the O-projection).
     """
+    if isinstance(w, _ggml.GGMLWeight):
+        if not transpose:
+            raise ValueError("transpose: GGML weights are stored [N, K]; only transpose=True applies")
+        device, native_stream = _stream_device(stream, device)
+        out_buffer = _out_buffer(out, device, native_stream)
+        result = _ggml.matmul(x, w, device, native_stream, out_buffer, route, dtype, heads_first)
+        return _finish(result, out, out_buffer)
+    if dtype is not None or heads_first:
+        raise ValueError("dtype and heads_first apply to GGML weights; affine results have MLX's promoted dtype")
     _check_weight(w)
     device, native_stream = _stream_device(stream, device)
     x_array = np.asarray(x)
@@ -198,9 +219,9 @@ def _finish(result, out, out_buffer):
     return out
 
 
-def gather_matmul(x, w: QuantizedWeight, lhs_indices=None, rhs_indices=None, transpose: bool = True,
+def gather_matmul(x, w, lhs_indices=None, rhs_indices=None, transpose: bool = True,
                   sorted_indices: bool = False, out=None, stream=None, *, device=None,
-                  route: str = "automatic") -> np.ndarray:
+                  route: str = "automatic", dtype=None) -> np.ndarray:
     """Mixture of experts, as ``mlx.core.gather_qmm``: experts stacked in
     ``w [E, ..., N, K]``, ``x [..., M, K]``; ``lhs_indices`` pick x's batch
     matrices and ``rhs_indices`` the experts (``None``: every one in order);
@@ -211,15 +232,7 @@ def gather_matmul(x, w: QuantizedWeight, lhs_indices=None, rhs_indices=None, tra
     its rows; ``sorted_indices=True`` says ``rhs_indices`` is sorted already
     (as in mlx; it is checked) and skips the sort.
     """
-    _check_weight(w)
     device, native_stream = _stream_device(stream, device)
-    x_array = np.asarray(x)
-    x_name = dtype_name(x_array.dtype, "x")
-    if x_name not in FLOAT_DTYPES:
-        raise TypeError(f"x: expected float32, float16 or bfloat16, got {x_name}")
-    name = _result_dtype(x_name, w._native.dtype)
-    if x_name != name:
-        x_array = x_array.astype(numpy_dtype(name))
     indices = []
     for label, value in (("lhs_indices", lhs_indices), ("rhs_indices", rhs_indices)):
         if value is None:
@@ -229,6 +242,22 @@ def gather_matmul(x, w: QuantizedWeight, lhs_indices=None, rhs_indices=None, tra
         if value.dtype.kind not in "iu":
             raise TypeError(f"{label}: expected an integer dtype (uint32, as mlx uses), got {value.dtype}")
         indices.append(asbuffer(value, device=device))
+    if isinstance(w, _ggml.GGMLWeight):
+        if not transpose:
+            raise ValueError("transpose: GGML weights are stored [N, K]; only transpose=True applies")
+        out_buffer = _out_buffer(out, device, native_stream)
+        result = _ggml.gather_matmul(x, w, indices, device, native_stream, out_buffer, route, dtype)
+        return _finish(result, out, out_buffer)
+    if dtype is not None:
+        raise ValueError("dtype applies to GGML weights; affine results have MLX's promoted dtype")
+    _check_weight(w)
+    x_array = np.asarray(x)
+    x_name = dtype_name(x_array.dtype, "x")
+    if x_name not in FLOAT_DTYPES:
+        raise TypeError(f"x: expected float32, float16 or bfloat16, got {x_name}")
+    name = _result_dtype(x_name, w._native.dtype)
+    if x_name != name:
+        x_array = x_array.astype(numpy_dtype(name))
     out_buffer = _out_buffer(out, device, native_stream)
     result = _core.affine_gather_matmul(device, asbuffer(x_array, device=device), w._with_dtype(name, device),
                                         *indices, transpose, bool(sorted_indices), out_buffer, route, native_stream)
@@ -237,4 +266,5 @@ def gather_matmul(x, w: QuantizedWeight, lhs_indices=None, rhs_indices=None, tra
 
 def _check_weight(w):
     if not isinstance(w, QuantizedWeight):
-        raise TypeError(f"w: expected a qmetal.QuantizedWeight (see qmetal.quantize), got {type(w).__name__}")
+        raise TypeError("w: expected a qmetal.QuantizedWeight (see qmetal.quantize) or a qmetal.GGMLWeight, "
+                        f"got {type(w).__name__}")

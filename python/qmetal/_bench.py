@@ -29,6 +29,9 @@ PEAK_BANDWIDTH = {"applegpu_g13g": 100, "applegpu_g13s": 200, "applegpu_g13c": 4
 
 
 def add_arguments(parser):
+    parser.add_argument("--format", default="affine", type=str.lower,
+                        choices=["affine"] + [t.lower() for t in ref.GGML_QUANTIZABLE_TYPES if t not in ("F32",)],
+                        help="affine (MLX, with --bits / --group-size) or a GGML type (q4_0, q4_k, q6_k, ...)")
     parser.add_argument("--bits", type=int, default=4, choices=ref.AFFINE_BITS)
     parser.add_argument("--group-size", type=int, default=64, choices=ref.AFFINE_GROUP_SIZES)
     parser.add_argument("--dtype", default="float16", choices=["float32", "float16", "bfloat16"])
@@ -75,7 +78,9 @@ def run(args) -> int:
     if simulated:
         print("note: this is the CPU simulator, not a GPU: shapes are scaled down and times say nothing about "
               "Metal; it checks that every kernel runs and is right")
-    print(f"affine {args.bits}-bit, group size {args.group_size}, {args.dtype}; best of {args.repeat}"
+    fmt = (f"affine {args.bits}-bit, group size {args.group_size}" if args.format == "affine"
+           else f"GGML {args.format.upper()}")
+    print(f"{fmt}, activations {args.dtype}; best of {args.repeat}"
           + (f"; mlx {mx.__version__} on {mx.default_device()}" if mx else ""))
     peak = next((v for k, v in PEAK_BANDWIDTH.items() if device.architecture.startswith(k)), None)
 
@@ -100,26 +105,38 @@ def run(args) -> int:
         else:
             w_dense = (rng.standard_normal((n, k)) * 0.02).astype(dtype)
             x = rng.standard_normal((m, k)).astype(dtype)
-        w = qmetal.quantize(w_dense, args.bits, args.group_size, device=device)
+        ggml_type = None if args.format == "affine" else args.format.upper()
+        if ggml_type:
+            blocks = ref.ggml_quantize(w_dense.astype(np.float32).reshape(-1, k), ggml_type)
+            w = qmetal.GGMLWeight(blocks, ggml_type, w_dense.shape, device=device)
+            dense = ref.ggml_dequantize(blocks, ggml_type, w_dense.shape).astype(np.float64)
+            weight_bytes = blocks.nbytes
+        else:
+            w = qmetal.quantize(w_dense, args.bits, args.group_size, device=device)
+            dense = ref.affine_dequantize(w.packed, w.scales, w.biases, args.bits, args.group_size).astype(np.float64)
+            weight_bytes = w.packed.nbytes + w.scales.nbytes + w.biases.nbytes
         if moe:
             run_once = lambda: qmetal.gather_matmul(x, w, rhs_indices=ids, device=device)  # noqa: E731
             y = run_once()
-            expected = ref.affine_gather_matmul(x[:, 0, 0], w.packed, w.scales, w.biases, ids, args.bits,
-                                                args.group_size)[:, :, None]
-            kernel = "gather (" + ("sorted" if qmetal._core.affine_gather_prefers_sorted(
-                device, True, 1, m * top_k, experts) else "per slot") + ")"
+            expected = np.einsum("tk,tsnk->tsn", x[:, 0, 0].astype(np.float64), dense[ids])[:, :, None]
+            kernel = "gather"
             # Weights read: the experts the tokens use.
             used = len(np.unique(ids))
-            moved = (w.packed.nbytes + w.scales.nbytes + w.biases.nbytes) * used // experts + x.nbytes + y.nbytes
+            moved = weight_bytes * used // experts + x.nbytes + y.nbytes
             flops = 2 * m * top_k * n * k
         else:
             run_once = lambda: qmetal.matmul(x, w, device=device)  # noqa: E731
             y = run_once()
-            expected = ref.affine_matmul(x, w.packed, w.scales, w.biases, args.bits, args.group_size)
-            plan = qmetal._core.plan_affine_matmul(device, qmetal.asbuffer(x), w._native, True,
-                                                   qmetal.empty(y.shape, args.dtype), "automatic")
-            kernel = plan[0].kernel.replace("affine_", "").split(f"_{args.dtype}")[0]
-            moved = w.packed.nbytes + w.scales.nbytes + w.biases.nbytes + x.nbytes + y.nbytes
+            expected = x.astype(np.float64) @ dense.T
+            if ggml_type:
+                plan = qmetal._core.plan_ggml_matmul(device, qmetal.asbuffer(x), w._native,
+                                                     qmetal.asbuffer(y), m, "automatic")
+                kernel = plan[0].kernel.replace("ggml_", "").split(f"_{args.format}")[0] + f" {args.format}"
+            else:
+                plan = qmetal._core.plan_affine_matmul(device, qmetal.asbuffer(x), w._native, True,
+                                                       qmetal.empty(y.shape, args.dtype), "automatic")
+                kernel = plan[0].kernel.replace("affine_", "").split(f"_{args.dtype}")[0]
+            moved = weight_bytes + x.nbytes + y.nbytes
             flops = 2 * m * n * k
         error = np.linalg.norm(y.astype(np.float64) - expected) / np.linalg.norm(expected)
         ok = error < 1e-2
@@ -129,7 +146,7 @@ def run(args) -> int:
                 f"{flops / seconds / 1e9:>9.2f}")
         if peak:
             line += f"{100 * moved / seconds / 1e9 / peak:>7.0f}%"
-        if mx:
+        if mx and not ggml_type:  # mlx has no GGML kernels to compare with
             args_mx = [mx.array(a) if a.dtype != bfloat16 else mx.array(a.view(np.uint16)).view(mx.bfloat16)
                        for a in (x, w.packed, w.scales, w.biases)]
             options = dict(transpose=True, group_size=args.group_size, bits=args.bits)
@@ -144,6 +161,8 @@ def run(args) -> int:
 
             theirs = _time(peer, args.repeat)
             line += f"{theirs * 1e3:>9.3f}{theirs / seconds:>11.2f}"
+        elif mx:
+            line += f"{'-':>9}{'-':>11}"
         print(line + ("" if ok else f"  WRONG (relative error {error:.1e})"))
     print(" " * 40, end="\r", file=sys.stderr)
     if failures:

@@ -33,14 +33,18 @@ const GGMLType& ggml_type(std::string_view name);
 
 // Blocks of a weight of logical shape [..., N, K]: rows of K / block_values
 // blocks, one after the other.
+// `offset` lets many weights share one buffer, e.g. a whole GGUF file
+// mapped once (tensor data is aligned to 32 bytes there, not to pages).
 struct GGMLWeight {
   BufferPtr data;  // uint8
   const GGMLType* type = nullptr;
   Shape shape;
+  size_t offset = 0;  // bytes from data->data() to the first block
 
-  // Checks the dtype (uint8), the shape and that the buffer holds exactly
-  // the blocks of `shape` (ValueError naming what is short or long).
-  static GGMLWeight from_buffer(BufferPtr data, std::string_view type, Shape shape);
+  // Checks the dtype (uint8), the shape, the offset's alignment and that
+  // the buffer holds the blocks of `shape` from `offset` (ValueError naming
+  // what is short).
+  static GGMLWeight from_buffer(BufferPtr data, std::string_view type, Shape shape, size_t offset = 0);
   size_t expected_bytes() const;
 };
 

@@ -1,0 +1,92 @@
+"""GGML block weights (GGUF's Q4_0 ... Q6_K, F16/BF16/F32) and their ops.
+
+``qmetal.matmul``, ``gather_matmul`` and ``dequantize`` dispatch here for a
+``GGMLWeight``; semantics are those of the affine ops (MLX's), with
+llama.cpp's output convention: float32 unless ``dtype`` asks for the
+activations' dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._buffer import asbuffer
+from ._dtypes import FLOAT_DTYPES, dtype_name
+
+__all__ = ["GGML_TYPE_NAMES", "GGMLWeight"]
+
+GGML_TYPE_NAMES = tuple(row[0] for row in _core.ggml_type_table())
+
+
+class GGMLWeight:
+    """A weight of logical ``shape [..., N, K]`` as raw GGML blocks, exactly
+    as a GGUF file stores them: ``data`` is a NumPy uint8 array, ``bytes``,
+    or an ``mmap`` region, wrapped without copying where its memory allows.
+    ``offset`` points into ``data`` (a whole mapped file can back many
+    weights). Stacked experts are ``[E, N, K]``.
+    """
+
+    def __init__(self, data, type: str, shape, offset: int = 0, *, device=None):
+        device = device or _core.default_device()
+        if isinstance(data, np.ndarray):
+            if data.dtype != np.uint8:
+                raise TypeError(f"data: expected the raw blocks as uint8, got {data.dtype}")
+            raw = data.reshape(-1) if data.flags.c_contiguous else data
+        else:
+            try:
+                raw = np.frombuffer(data, dtype=np.uint8)
+            except TypeError:
+                raise TypeError(f"data: expected a uint8 array, bytes or an mmap, got {type(data).__name__}") from None
+        shape = tuple(int(s) for s in shape)
+        self._native = _core.GGMLWeight.from_buffer(asbuffer(raw, device=device), str(type), list(shape), int(offset))
+        self._device = device
+
+    @property
+    def type(self) -> str:
+        return self._native.type
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self._native.shape)
+
+    @property
+    def data(self) -> np.ndarray:
+        return np.asarray(self._native.data)
+
+    @property
+    def copied(self) -> bool:
+        return self._native.data.copied
+
+    def __repr__(self):
+        return f"GGMLWeight(type={self.type}, shape={self.shape})"
+
+
+def _output(x_name, dtype):
+    if dtype is None:
+        return "float32"
+    return dtype_name(dtype, "dtype")
+
+
+def _activations(x):
+    x = np.asarray(x)
+    name = dtype_name(x.dtype, "x")
+    if name not in FLOAT_DTYPES:
+        raise TypeError(f"x: expected float32, float16 or bfloat16, got {name}")
+    return x, name
+
+
+def matmul(x, w, device, native_stream, out_buffer, route, dtype=None, heads_first=False):
+    x, name = _activations(x)
+    return _core.ggml_matmul(device, asbuffer(x, device=device), w._native, _output(name, dtype), bool(heads_first),
+                             out_buffer, route, native_stream)
+
+
+def gather_matmul(x, w, indices, device, native_stream, out_buffer, route, dtype=None):
+    x, name = _activations(x)
+    return _core.ggml_gather_matmul(device, asbuffer(x, device=device), w._native, *indices, _output(name, dtype),
+                                    out_buffer, route, native_stream)
+
+
+def dequantize(w, device, dtype=None):
+    return np.asarray(_core.ggml_dequantize(device, w._native, _output(None, dtype)))

@@ -1,0 +1,249 @@
+"""GGML block kernels through the simulator, against llama.cpp's own NumPy
+code (gguf.quants) and float64 matmuls: every type x route x activation
+dtype, shapes on and off the tiles, MoE routing, the head-major
+O-projection input, and bad input."""
+
+from __future__ import annotations
+
+import gguf
+import gguf.quants
+import numpy as np
+import pytest
+
+import qmetal
+from qmetal import reference as ref
+from conftest import BFLOAT16, relative_error, unit_roundoff
+
+QUANTIZED = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+DENSE = ["F32", "F16", "BF16"]
+ACTIVATIONS = [np.dtype(np.float32), np.dtype(np.float16), BFLOAT16]
+
+
+def random_blocks(rng, type_name, rows, k):
+    """Blocks with real-looking content: our quantizer where there is one,
+    else random codes with fp16 scales of weights' usual size (a few 1e-3)."""
+    t = ref.ggml_type(type_name)
+    if type_name in DENSE or type_name not in ("Q2_K", "Q3_K"):
+        w = rng.standard_normal((rows, k)) * 10.0 ** rng.uniform(-2, 0, (rows, 1))
+        return ref.ggml_quantize(w.astype(np.float32), type_name)
+    blocks = rng.integers(0, 256, (rows * k // t.block_values, t.block_bytes), dtype=np.uint8)
+    structured = blocks.view(t.block).reshape(-1)
+    structured["d"] = (rng.uniform(0.5, 2.0, structured.shape) * 1e-2).astype(np.float16)
+    if "dmin" in t.block.names:
+        structured["dmin"] = (rng.uniform(0.5, 2.0, structured.shape) * 1e-2).astype(np.float16)
+    return blocks.reshape(rows, -1)
+
+
+def oracle_dense(blocks, type_name, shape):
+    """gguf.quants.dequantize, llama.cpp's reference, as float64 [..., N, K]."""
+    qtype = gguf.GGMLQuantizationType[type_name]
+    return gguf.quants.dequantize(blocks.reshape(-1), qtype).astype(np.float64).reshape(shape)
+
+
+def assert_close(y, x, dense, what=""):
+    """y ~ x @ dense.T, element by element, with a bound that holds for any
+    summation order: K u_f32 times the sum of the terms' magnitudes (the
+    kernels accumulate exactly dequantized weights in float32), plus one
+    rounding to y's dtype."""
+    x64 = x.astype(np.float64)
+    expected = x64 @ np.swapaxes(dense, -1, -2)
+    bound = x.shape[-1] * unit_roundoff(np.float32) * (np.abs(x64) @ np.abs(np.swapaxes(dense, -1, -2)))
+    bound = bound + unit_roundoff(y.dtype) * np.abs(expected) + 1e-30
+    excess = np.abs(y.astype(np.float64) - expected) / bound
+    assert y.shape == expected.shape, what
+    assert excess.max() <= 1, f"{what}: error {excess.max():.2f} times the bound"
+
+
+def test_type_table_matches_gguf():
+    table = {row[0]: row for row in qmetal._core.ggml_type_table()}
+    assert set(table) == set(QUANTIZED + DENSE)
+    for name in QUANTIZED:
+        _, gguf_id, values, size, _ = table[name]
+        qtype = gguf.GGMLQuantizationType[name]
+        assert gguf_id == qtype.value
+        assert (values, size) == gguf.GGML_QUANT_SIZES[qtype]
+
+
+@pytest.mark.parametrize("type_name", QUANTIZED + DENSE)
+def test_dequantize_is_bit_exact_with_gguf(rng, type_name):
+    k = max(ref.ggml_type(type_name).block_values, 32) * 3
+    blocks = random_blocks(rng, type_name, 7, k)
+    w = qmetal.GGMLWeight(blocks, type_name, (7, k))
+    dense = qmetal.dequantize(w)
+    assert dense.dtype == np.float32
+    expected = gguf.quants.dequantize(blocks.reshape(-1), gguf.GGMLQuantizationType[type_name]).reshape(7, k)
+    np.testing.assert_array_equal(dense.view(np.uint32), expected.astype(np.float32).view(np.uint32))
+    half = qmetal.dequantize(w, np.float16)
+    np.testing.assert_array_equal(half, expected.astype(np.float16))
+
+
+ROUTE_ROWS = {"mv": 1, "mv_ext": 5, "mm": 33}
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
+@pytest.mark.parametrize("type_name", QUANTIZED + DENSE)
+@pytest.mark.parametrize("route", ROUTE_ROWS)
+def test_every_type_route_and_activation(rng, route, type_name, activation):
+    block = max(ref.ggml_type(type_name).block_values, 32)
+    n = 13  # not a multiple of any kernel's rows per threadgroup
+    for k in (block, 3 * block):  # one block per row, and several
+        blocks = random_blocks(rng, type_name, n, k)
+        w = qmetal.GGMLWeight(blocks, type_name, (n, k))
+        x = rng.standard_normal((ROUTE_ROWS[route], k)).astype(activation)
+        y = qmetal.matmul(x, w, route=route)
+        assert y.dtype == np.float32
+        assert_close(y, x, oracle_dense(blocks, type_name, (n, k)), f"{type_name} K={k}")
+
+
+@pytest.mark.parametrize("m", [1, 2, 5, 8, 9, 33, 100])
+def test_rows_on_and_off_the_tiles(rng, m):
+    n, k = 70, 512  # N past one 64-row tile
+    blocks = random_blocks(rng, "Q4_K", n, k)
+    w = qmetal.GGMLWeight(blocks, "Q4_K", (n, k))
+    x = rng.standard_normal((m, k)).astype(np.float16)
+    dense = oracle_dense(blocks, "Q4_K", (n, k))
+    assert_close(qmetal.matmul(x, w), x, dense, "automatic")
+    y16 = qmetal.matmul(x, w, dtype=np.float16)
+    assert y16.dtype == np.float16
+    assert_close(y16, x, dense, "float16 output")
+
+
+def test_routing_follows_llama_cpp(rng):
+    device = qmetal.default_device()
+    blocks = random_blocks(rng, "Q8_0", 16, 64)
+    w = qmetal.GGMLWeight(blocks, "Q8_0", (16, 64))
+    for m, kernel in [(1, "mul_mv"), (2, "mul_mv_ext"), (8, "mul_mv_ext"), (9, "mul_mm")]:
+        x = qmetal.empty((m, 64), "float32")
+        plan = qmetal._core.plan_ggml_matmul(device, x, w._native, qmetal.empty((m, 16), "float32"), m, "automatic")
+        assert plan[0].kernel == f"ggml_{kernel}_q8_0_float32_float32", m
+
+
+def test_head_major_attention_output(rng):
+    heads, m, head_dim, n = 8, 5, 64, 40
+    k = heads * head_dim
+    blocks = random_blocks(rng, "Q6_K", n, k)
+    w = qmetal.GGMLWeight(blocks, "Q6_K", (n, k))
+    for route in ("mv", "mv_ext", "mm"):
+        x = rng.standard_normal((heads, m, head_dim)).astype(np.float16)
+        y = qmetal.matmul(x, w, heads_first=True, route=route)
+        contiguous = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(m, k)
+        np.testing.assert_array_equal(y, qmetal.matmul(contiguous, w, route=route))
+        assert_close(y, contiguous, oracle_dense(blocks, "Q6_K", (n, k)), route)
+
+
+def test_stacked_weights_broadcast(rng):
+    e, n, k = 3, 24, 256
+    blocks = random_blocks(rng, "Q4_0", e * n, k)
+    w = qmetal.GGMLWeight(blocks, "Q4_0", (e, n, k))
+    dense = oracle_dense(blocks, "Q4_0", (e, n, k))
+    for x_shape in [(e, 4, k), (2, 1, 40, k)]:
+        x = rng.standard_normal(x_shape).astype(np.float32)
+        assert_close(qmetal.matmul(x, w), x, dense, str(x_shape))
+
+
+def reference_gather(x, dense, ids):
+    """x [tokens, 1, 1, K], experts dense [E, N, K], ids [tokens, slots]."""
+    return np.stack([np.stack([x[t, 0, 0].astype(np.float64) @ dense[e].T for e in row]) for t, row in
+                     enumerate(ids)])[:, :, None]
+
+
+@pytest.mark.parametrize("tokens, experts, top_k", [(1, 4, 1), (5, 8, 2), (16, 16, 4), (33, 64, 6), (64, 32, 8)])
+@pytest.mark.parametrize("routing", ["random", "skewed"])
+def test_moe_routing(rng, tokens, experts, top_k, routing):
+    n, k = 24, 256
+    type_name = "Q4_K"
+    blocks = random_blocks(rng, type_name, experts * n, k)
+    w = qmetal.GGMLWeight(blocks, type_name, (experts, n, k))
+    dense = oracle_dense(blocks, type_name, (experts, n, k))
+    x = rng.standard_normal((tokens, 1, 1, k)).astype(np.float16)
+    if routing == "random":
+        ids = np.stack([rng.choice(experts, top_k, replace=False) for _ in range(tokens)]).astype(np.int32)
+    else:  # every token to the same experts
+        ids = np.tile(np.arange(top_k, dtype=np.int32), (tokens, 1))
+    expected = reference_gather(x, dense, ids)
+    for route in ("automatic", "mv_id", "mm_id"):
+        y = qmetal.gather_matmul(x, w, rhs_indices=ids, route=route)
+        assert y.shape == (tokens, top_k, 1, n)
+        assert relative_error(y, expected) < 4 * (unit_roundoff(np.float32) * np.sqrt(k) + unit_roundoff(np.float16))
+
+
+@pytest.mark.parametrize("type_name", QUANTIZED)
+def test_moe_every_type(rng, type_name):
+    experts, tokens, top_k, n = 4, 12, 2, 13
+    k = max(ref.ggml_type(type_name).block_values, 32) * 2
+    blocks = random_blocks(rng, type_name, experts * n, k)
+    w = qmetal.GGMLWeight(blocks, type_name, (experts, n, k))
+    dense = oracle_dense(blocks, type_name, (experts, n, k))
+    x = rng.standard_normal((tokens, 1, 1, k)).astype(np.float32)
+    ids = rng.integers(0, experts, (tokens, top_k))
+    expected = reference_gather(x, dense, ids)
+    for route in ("mv_id", "mm_id"):
+        y = qmetal.gather_matmul(x, w, rhs_indices=ids, route=route)
+        assert relative_error(y, expected) < 4 * unit_roundoff(np.float32) * np.sqrt(k)
+
+
+def test_weights_share_one_mapped_buffer(rng):
+    # Two tensors in one file-like buffer, at GGUF's 32-byte alignment.
+    a = random_blocks(rng, "Q8_0", 8, 64)
+    b = random_blocks(rng, "Q4_0", 16, 128)
+    data = np.zeros(4096, np.uint8)
+    data[32:32 + a.nbytes] = a.reshape(-1)
+    data[1024:1024 + b.nbytes] = b.reshape(-1)
+    wa = qmetal.GGMLWeight(data, "Q8_0", (8, 64), offset=32)
+    wb = qmetal.GGMLWeight(data, "Q4_0", (16, 128), offset=1024)
+    assert not wa.copied and np.shares_memory(wa.data, data)
+    x = rng.standard_normal((3, 128)).astype(np.float32)
+    assert_close(qmetal.matmul(x, wb), x, oracle_dense(b, "Q4_0", (16, 128)))
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    assert_close(qmetal.matmul(x, wa), x, oracle_dense(a, "Q8_0", (8, 64)))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda b: qmetal.GGMLWeight(b, "Q4_K", (8, 384)), ValueError, r"K \(384\) must be a positive multiple of 256"),
+    (lambda b: qmetal.GGMLWeight(b[:-1], "Q4_K", (8, 512)), ValueError,
+     r"takes 2304 bytes from offset 0, but the buffer has 2303 bytes \(short\)"),
+    (lambda b: qmetal.GGMLWeight(b.view(np.int8), "Q4_K", (8, 512)), TypeError, r"data: expected the raw blocks"),
+    (lambda b: qmetal.GGMLWeight(b, "Q7_K", (8, 512)), ValueError, r"type: expected one of Q4_0"),
+    (lambda b: qmetal.matmul(np.zeros((2, 500), np.float32), qmetal.GGMLWeight(b, "Q4_K", (8, 512))), ValueError,
+     r"x: expected last dimension 512"),
+    (lambda b: qmetal.matmul(np.zeros((2, 512), np.float32), qmetal.GGMLWeight(b, "Q4_K", (8, 512)),
+                             dtype=np.float16), TypeError, r"dtype: the output is float32 or the activations' dtype"),
+    (lambda b: qmetal.matmul(np.zeros((2, 512), np.float32), qmetal.GGMLWeight(b, "Q4_K", (8, 512)),
+                             transpose=False), ValueError, r"only transpose=True"),
+    (lambda b: qmetal.gather_matmul(np.zeros((2, 1, 1, 512), np.float32),
+                                    qmetal.GGMLWeight(b, "Q4_K", (2, 4, 512)), rhs_indices=[[0, 2]]),
+     ValueError, r"rhs_indices: index 2 at position 1 is out of range \[0, 2\)"),
+    (lambda b: qmetal.gather_matmul(np.zeros((2, 1, 1, 512), np.float32),
+                                    qmetal.GGMLWeight(b, "Q4_K", (2, 4, 512)), rhs_indices=np.zeros((2, 1), np.float32)),
+     TypeError, r"rhs_indices: expected an integer dtype"),
+    (lambda b: qmetal.matmul(np.zeros((3, 8, 64), np.float16), qmetal.GGMLWeight(b, "Q4_K", (8, 512)),
+                             heads_first=True), ValueError, r"heads \* head_dim = K \(512\)"),
+])
+def test_bad_input_is_rejected(rng, call, error, message):
+    blocks = random_blocks(rng, "Q4_K", 8, 512).reshape(-1)
+    with pytest.raises(error, match=message):
+        call(blocks)
+
+
+def test_bad_out_is_left_untouched(rng):
+    blocks = random_blocks(rng, "Q8_0", 8, 64)
+    w = qmetal.GGMLWeight(blocks, "Q8_0", (8, 64))
+    out = np.full((3, 8), 5.0, np.float32)
+    with pytest.raises(ValueError):
+        qmetal.matmul(np.zeros((3, 60), np.float32), w, out=out)
+    assert (out == 5.0).all()
+    qmetal.matmul(np.ones((3, 64), np.float32), w, out=out)
+    assert_close(out, np.ones((3, 64), np.float32), oracle_dense(blocks, "Q8_0", (8, 64)))
+
+
+def test_bench_runs_ggml_formats():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "qmetal", "bench", "--format", "q8_0", "--shapes", "40x128",
+                             "--rows", "1,3,9", "--repeat", "1", "--no-peers"], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "GGML Q8_0" in result.stdout and "all results checked" in result.stdout
+    kernels = {line.split()[4] for line in result.stdout.splitlines() if line.startswith("40x128")}
+    assert kernels == {"mul_mv", "mul_mv_ext", "mul_mm"}
