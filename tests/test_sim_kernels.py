@@ -484,3 +484,14 @@ def test_feature_kernels_under_asan_and_ubsan(tmp_path):
                             env=sanitized_env(tmp_path), capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert " passed" in result.stdout
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="preloads the Linux sanitizer runtime")
+def test_production_kernels_under_asan_and_ubsan(tmp_path):
+    # qmetal's own affine and GGML kernels, built with sanitizers from the
+    # installed shaders and run through the planner's plans on edge shapes.
+    script = os.path.join(HERE, "sim", "production_kernels_asan.py")
+    result = subprocess.run([sys.executable, script], env=sanitized_env(tmp_path), capture_output=True, text=True,
+                            timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "production kernels clean under the sanitizers" in result.stdout
