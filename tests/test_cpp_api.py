@@ -60,3 +60,53 @@ def test_cpp_program_links_against_installed_library(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0] == "rejected: example: threadgroup of 2048 threads exceeds the device limit of 1024"
     assert lines[1] == f"{qmetal.__version__} sim 42 8 0"
+
+
+OPS_PROGRAM = r"""
+#include <qmetal/ops.h>
+#include <qmetal/qmetal.h>
+#include <cmath>
+#include <cstdio>
+
+// A C++ user's decode step: quantize a weight, multiply, check against a
+// plain loop over the dequantized weight.
+int main() {
+  qmetal::initialize();
+  auto device = qmetal::default_device();
+  const int n = 24, k = 256;
+  auto w = qmetal::Buffer::allocate(qmetal::DType::f32, {n, k});
+  auto x = qmetal::Buffer::allocate(qmetal::DType::f32, {1, k});
+  float* wp = static_cast<float*>(w->data());
+  float* xp = static_cast<float*>(x->data());
+  for (int i = 0; i < n * k; ++i) wp[i] = std::sin(0.37f * i);
+  for (int i = 0; i < k; ++i) xp[i] = std::cos(0.11f * i);
+  auto q = qmetal::affine_quantize(*device, w, 4, 64);
+  auto dense = qmetal::affine_dequantize(*device, q);
+  auto y = qmetal::affine_matmul(*device, x, q, true);
+  const float* yp = static_cast<const float*>(y->data());
+  const float* dp = static_cast<const float*>(dense->data());
+  double worst = 0;
+  for (int r = 0; r < n; ++r) {
+    double expected = 0;
+    for (int i = 0; i < k; ++i) expected += double(dp[r * k + i]) * xp[i];
+    worst = std::fmax(worst, std::fabs(expected - yp[r]));
+  }
+  std::printf("%s %d %.3g\n", qmetal::affine_kernel_name("qmv", qmetal::DType::f32, 64, 4).c_str(),
+              int(y->shape()[1]), worst);
+  return worst < 1e-3 ? 0 : 1;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="no C++ compiler")
+def test_cpp_program_runs_ops(tmp_path):
+    source = tmp_path / "ops.cpp"
+    source.write_text(OPS_PROGRAM)
+    binary = tmp_path / "ops"
+    libraries = [qmetal.get_library(name) for name in ("ops", "sim", "core")]
+    subprocess.run(["c++", "-std=c++17", "-I", qmetal.get_include(), str(source), *libraries, "-pthread", "-ldl",
+                    "-o", str(binary)], check=True, capture_output=True)
+    result = subprocess.run([str(binary)], capture_output=True, text=True, env={**os.environ, "QMETAL_BACKEND": "sim"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    name, n, worst = result.stdout.split()
+    assert name == "affine_qmv_float32_gs64_b4" and n == "24" and float(worst) < 1e-3
