@@ -22,6 +22,15 @@ bool same_site(const Site& a, const Site& b) {
   return a.line == b.line && a.column == b.column && same_text(a.file, b.file) && same_text(a.op, b.op);
 }
 
+namespace {
+// The scheduler's check, inlined: sites of one library share their strings.
+inline bool same_site_fast(const Site& a, const Site& b) {
+  if (a.line != b.line || a.column != b.column) return false;
+  if (a.file == b.file && a.op == b.op) return true;
+  return same_site(a, b);
+}
+}  // namespace
+
 std::string site_str(const Site& site) {
   std::string where = std::string(site.file ? site.file : "") + ":" + std::to_string(site.line);
   if (site.op && *site.op) return std::string(site.op) + " at " + where;
@@ -64,6 +73,7 @@ struct Group {
   uint32_t current = 0;
   uint32_t done = 0;
   RunStats stats;
+  std::vector<unsigned char> gathered;  // a collective's 32 values
   std::exception_ptr thread_error;
 };
 
@@ -118,7 +128,7 @@ void try_complete_collective(Group& group, uint32_t simdgroup) {
     if (t.state != State::at_collective) return;  // wait for it (a barrier is judged later)
     if (leader < 0) {
       leader = static_cast<int32_t>(i);
-    } else if (!same_site(t.site, group.threads[leader].site) || t.bytes != group.threads[leader].bytes) {
+    } else if (!same_site_fast(t.site, group.threads[leader].site) || t.bytes != group.threads[leader].bytes) {
       throw SimError("divergent simdgroup collectives in " + group_name(t) + ": " +
                      describe(static_cast<uint32_t>(leader), group.threads[leader]) + ", but " + describe(i, t));
     }
@@ -128,14 +138,17 @@ void try_complete_collective(Group& group, uint32_t simdgroup) {
   for (uint32_t i = first; i < last; ++i) {
     if (group.threads[i].state == State::at_collective) active |= 1u << (i - first);
   }
+  // Gather once (lanes not live read as 0xFF bytes), then one copy per lane.
+  const size_t bytes = group.threads[leader].bytes;
+  group.gathered.assign(kSimdWidth * bytes, kPoison);
+  for (uint32_t j = first; j < last; ++j) {
+    const Thread& source = group.threads[j];
+    if (source.state == State::at_collective) std::memcpy(&group.gathered[(j - first) * bytes], source.value, bytes);
+  }
   for (uint32_t i = first; i < last; ++i) {
     Thread& t = group.threads[i];
     if (t.state != State::at_collective) continue;
-    for (uint32_t j = first; j < last; ++j) {
-      const Thread& source = group.threads[j];
-      if (source.state != State::at_collective) continue;
-      std::memcpy(static_cast<unsigned char*>(t.all_lanes) + (j - first) * t.bytes, source.value, t.bytes);
-    }
+    std::memcpy(t.all_lanes, group.gathered.data(), kSimdWidth * bytes);
     *t.active_mask = active;
   }
   for (uint32_t i = first; i < last; ++i) {

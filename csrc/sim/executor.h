@@ -72,8 +72,9 @@ void barrier(Site site);
 
 // The one primitive behind every simdgroup collective: each live lane gives
 // `bytes` of its value; once every live lane of the simdgroup is at the same
-// collective, `all_lanes` receives the 32 lanes' values in lane order (lanes
-// that have returned keep their slot untouched). Returns the active-lane mask.
+// collective, `all_lanes` receives the 32 lanes' values in lane order (the
+// slots of lanes that are not live, returned or past a partial simdgroup's
+// end, are 0xFF bytes). Returns the active-lane mask.
 uint32_t simd_exchange(const void* value, size_t bytes, void* all_lanes, Site site);
 
 // Storage for a `threadgroup` variable declared in a kernel: the first thread

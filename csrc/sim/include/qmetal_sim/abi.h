@@ -47,7 +47,8 @@ struct Runtime {
   uint32_t abi_version;
   void (*barrier)(const Site* site);
   // Every live lane of the simdgroup gives `bytes`; `all_lanes` receives the
-  // 32 lanes' values in lane order. Returns the mask of live lanes.
+  // 32 lanes' values in lane order, 0xFF bytes for lanes not live. Returns
+  // the mask of live lanes.
   uint32_t (*simd_exchange)(const void* value, size_t bytes, void* all_lanes, const Site* site);
   void* (*threadgroup_variable)(const void* declaration, size_t bytes, size_t alignment);
   const ThreadIds* (*thread_ids)();

@@ -32,8 +32,7 @@ struct Lanes {
 
 template <class T>
 Lanes<T> exchange(const T& x, const Here& here, const char* op) {
-  Lanes<T> l;
-  std::memset(static_cast<void*>(l.value), 0xFF, sizeof l.value);
+  Lanes<T> l;  // the runtime fills every slot, 0xFF for lanes not live
   const abi::Site site = here.site(op);
   l.active = runtime->simd_exchange(&x, sizeof(T), l.value, &site);
   l.lane = ids().thread_index_in_simdgroup;
@@ -47,12 +46,16 @@ inline uint32_t simd_sync(const Here& here, const char* op) { return exchange(ch
 // or its quad, W = 4), pairwise so rounding does not depend on the schedule.
 template <unsigned W, class T, class Op>
 T reduce(const T& x, const Here& here, const char* name, Op op) {
-  const Lanes<T> l = exchange(x, here, name);
+  Lanes<T> l = exchange(x, here, name);
   const unsigned base = l.lane & ~(W - 1);
-  T v[W];
-  unsigned n = 0;
-  for (unsigned i = base; i < base + W; ++i)
-    if (l.live(i)) v[n++] = l.value[i];
+  T* v = l.value + base;
+  unsigned n = W;
+  const uint32_t group_mask = W == 32 ? ~0u : ((1u << W) - 1) << base;
+  if ((l.active & group_mask) != group_mask) {  // compact the live lanes
+    n = 0;
+    for (unsigned i = base; i < base + W; ++i)
+      if (l.live(i)) v[n++] = l.value[i];
+  }
   for (unsigned w = 1; w < n; w *= 2)
     for (unsigned i = 0; i + w < n; i += 2 * w) v[i] = op(v[i], v[i + w]);
   return v[0];
