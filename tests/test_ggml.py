@@ -247,3 +247,44 @@ def test_bench_runs_ggml_formats():
     assert "GGML Q8_0" in result.stdout and "all results checked" in result.stdout
     kernels = {line.split()[4] for line in result.stdout.splitlines() if line.startswith("40x128")}
     assert kernels == {"mul_mv", "mul_mv_ext", "mul_mm"}
+
+
+def test_gguf_file_tensors_without_copies(rng, tmp_path):
+    # A file written by llama.cpp's own Python writer, read by qmetal.
+    path = tmp_path / "model.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    tensors = {
+        "blk.0.attn_q.weight": ("Q4_K", (40, 256)),
+        "blk.0.ffn_down.weight": ("Q8_0", (24, 96)),
+        "blk.0.ffn_gate_exps.weight": ("Q6_K", (4, 16, 256)),
+        "blk.0.attn_v.weight": ("F16", (8, 64)),
+    }
+    stored = {}
+    for name, (type_name, shape) in tensors.items():
+        blocks = random_blocks(rng, type_name, int(np.prod(shape[:-1])), shape[-1])
+        stored[name] = blocks
+        qtype = gguf.GGMLQuantizationType[type_name]
+        writer.add_tensor(name, blocks.reshape(*shape[:-1], -1), raw_dtype=qtype)  # bytes; gguf infers the shape
+    norm = rng.standard_normal(64).astype(np.float32)
+    writer.add_tensor("blk.0.attn_norm.weight", norm)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    model = qmetal.load_gguf(path)
+    assert model.metadata["general.architecture"] == "llama"
+    np.testing.assert_array_equal(model.tensors["blk.0.attn_norm.weight"], norm)
+    for name, (type_name, shape) in tensors.items():
+        w = model.tensors[name]
+        assert (w.type, w.shape) == (type_name, shape) and not w.copied
+        dense = oracle_dense(stored[name], type_name, shape)
+        np.testing.assert_array_equal(qmetal.dequantize(w), dense.astype(np.float32))
+        x = rng.standard_normal((3, shape[-1])).astype(np.float32)
+        if len(shape) == 2:
+            assert_close(qmetal.matmul(x, w), x, dense, name)
+        else:
+            ids = rng.integers(0, shape[0], (3, 2))
+            y = qmetal.gather_matmul(x[:, None, None], w, rhs_indices=ids)
+            expected = reference_gather(x[:, None, None], dense, ids)
+            assert relative_error(y, expected) < 4 * unit_roundoff(np.float32) * np.sqrt(shape[-1])

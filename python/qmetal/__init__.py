@@ -15,6 +15,7 @@ from ._core import Buffer, Device, DispatchPlan, available_backends, default_dev
 from . import reference
 from ._affine import QuantizedWeight, Stream, dequantize, gather_matmul, matmul, quantize
 from ._ggml import GGML_TYPE_NAMES, GGMLWeight
+from ._gguf import GGUFFile, load_gguf
 
 __version__ = _core.__version__
 
@@ -24,6 +25,7 @@ __all__ = [
     "DispatchPlan",
     "GGML_TYPE_NAMES",
     "GGMLWeight",
+    "GGUFFile",
     "QuantizedWeight",
     "Stream",
     "asbuffer",
@@ -35,6 +37,7 @@ __all__ = [
     "get_device",
     "get_include",
     "get_library",
+    "load_gguf",
     "matmul",
     "quantize",
     "reference",

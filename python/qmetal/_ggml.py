@@ -42,6 +42,12 @@ class GGMLWeight:
         self._native = _core.GGMLWeight.from_buffer(asbuffer(raw, device=device), str(type), list(shape), int(offset))
         self._device = device
 
+    @classmethod
+    def _from_native(cls, native, device):
+        weight = cls.__new__(cls)
+        weight._native, weight._device = native, device
+        return weight
+
     @property
     def type(self) -> str:
         return self._native.type
