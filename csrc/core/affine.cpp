@@ -3,10 +3,14 @@
 
 #include <algorithm>
 
+#include "planning.h"
 #include "qmetal/error.h"
 #include "qmetal_args.h"
 
 namespace qmetal {
+
+using planning::ceil_div;
+using planning::checked_u32;
 
 namespace {
 
@@ -45,26 +49,18 @@ void check_float(const Buffer& b, const char* what) {
   }
 }
 
-uint32_t ceil_div(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
 
-uint32_t checked_u32(int64_t value, const char* what) {
-  if (value < 0 || value > int64_t(UINT32_MAX)) value_error(what, " (", value, ") does not fit the kernels' 32-bit indices");
-  return static_cast<uint32_t>(value);
-}
-
-// Broadcasts two batch shapes as NumPy does.
-Shape broadcast_batch(const Shape& a, const Shape& b, const Shape& x_shape, const Shape& w_shape) {
-  Shape out(std::max(a.size(), b.size()), 1);
-  for (size_t i = 0; i < out.size(); ++i) {
-    const int64_t da = i < out.size() - a.size() ? 1 : a[i - (out.size() - a.size())];
-    const int64_t db = i < out.size() - b.size() ? 1 : b[i - (out.size() - b.size())];
-    if (da != db && da != 1 && db != 1) {
-      value_error("x: batch dimensions of shape ", shape_str(x_shape), " do not broadcast with the weight's ",
-                  shape_str(w_shape));
-    }
-    out[i] = std::max(da, db);
-  }
-  return out;
+// The arguments and bindings every affine matmul kernel takes.
+DispatchPlan matmul_plan(const qmetal_args::AffineMatmulArgs& args, const BufferPtr& x, const QuantizedWeight& w,
+                         const BufferPtr& y) {
+  DispatchPlan plan;
+  plan.set_args(args);
+  plan.bind(qmetal_args::kAffineX, x, Access::read);
+  plan.bind(qmetal_args::kAffineW, w.packed, Access::read);
+  plan.bind(qmetal_args::kAffineScales, w.scales, Access::read);
+  plan.bind(qmetal_args::kAffineBiases, w.biases, Access::read);
+  plan.bind(qmetal_args::kAffineY, y, Access::write);
+  return plan;
 }
 
 // Strides in matrices of a contiguous batch `shape`, aligned to `out`; 0
@@ -190,7 +186,7 @@ Shape affine_matmul_shape(const Shape& x, const QuantizedWeight& w, bool transpo
   } else {
     const Shape x_batch = x.size() >= 2 ? Shape(x.begin(), x.end() - 2) : Shape{};
     const Shape w_batch(ws.begin(), ws.end() - 2);
-    out = broadcast_batch(x_batch, w_batch, x, ws);
+    out = broadcast_shapes(x_batch, w_batch, "x (batch dimensions)", "the weight");
     if (out.size() > kMaxBatchDims) {
       value_error("x: at most ", kMaxBatchDims, " batch dimensions are supported, got ", out.size());
     }
@@ -220,7 +216,7 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
   } else {
     const Shape x_batch = xs.size() >= 2 ? Shape(xs.begin(), xs.end() - 2) : Shape{};
     const Shape w_batch(ws.begin(), ws.end() - 2);
-    const Shape out = broadcast_batch(x_batch, w_batch, xs, ws);
+    const Shape out = broadcast_shapes(x_batch, w_batch, "x (batch dimensions)", "the weight");
     args.M = xs.size() >= 2 ? checked_u32(xs[xs.size() - 2], "M") : 1;
     args.batch_ndim = static_cast<uint32_t>(out.size());
     const auto x_strides = batch_strides(x_batch, out);
@@ -267,13 +263,7 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
                 " == 0, got N = ", N, ", K = ", K);
   }
 
-  DispatchPlan plan;
-  plan.set_args(args);
-  plan.bind(qmetal_args::kAffineX, x, Access::read);
-  plan.bind(qmetal_args::kAffineW, w.packed, Access::read);
-  plan.bind(qmetal_args::kAffineScales, w.scales, Access::read);
-  plan.bind(qmetal_args::kAffineBiases, w.biases, Access::read);
-  plan.bind(qmetal_args::kAffineY, y, Access::write);
+  DispatchPlan plan = matmul_plan(args, x, w, y);
   const uint32_t z = checked_u32(static_cast<int64_t>(batch), "the batch size");
   const DType dtype = w.dtype();
   switch (route) {
@@ -318,7 +308,9 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
     const uint64_t count = uint64_t(M) * N * batch;
     auto partials = Buffer::allocate(DType::f32, {int64_t(split_args.k_partitions), int64_t(count)});
     plan.set_args(split_args);
-    plan.buffers.back().buffer = partials;  // kAffineY receives the partial sums
+    for (BufferBinding& binding : plan.buffers) {
+      if (binding.index == qmetal_args::kAffineY) binding.buffer = partials;  // receives the partial sums
+    }
     plan.kernel = affine_kernel_name(!tiled ? "qvm_split" : transpose ? "qmm_t_split" : "qmm_n_split", dtype,
                                      w.group_size, bits);
     plan.grid.z = checked_u32(int64_t(z) * split_args.k_partitions, "the batch times the K partitions");
@@ -341,11 +333,8 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
 
 bool affine_gather_prefers_sorted(const Device& device, bool transpose, int64_t rows_per_matrix, int64_t matrices,
                                   int64_t experts) {
-  // One row per matrix and enough rows per expert, on average, that sorted
-  // rows fill a good part of each expert's tiles.
-  constexpr int64_t kMinRowsPerExpert = 4;
   return transpose && rows_per_matrix == 1 &&
-         matrices >= std::max<int64_t>(affine_matmat_threshold(device), kMinRowsPerExpert * experts);
+         planning::prefers_sorted_rows(matrices, experts, affine_matmat_threshold(device));
 }
 
 std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const BufferPtr& x,
@@ -376,13 +365,7 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
                 affine_route_name(route), "'");
   }
   if (route == AffineRoute::qmm_sorted) args.M = matrices;  // the sorted rows form one matrix
-  DispatchPlan plan;
-  plan.set_args(args);
-  plan.bind(qmetal_args::kAffineX, x, Access::read);
-  plan.bind(qmetal_args::kAffineW, w.packed, Access::read);
-  plan.bind(qmetal_args::kAffineScales, w.scales, Access::read);
-  plan.bind(qmetal_args::kAffineBiases, w.biases, Access::read);
-  plan.bind(qmetal_args::kAffineY, y, Access::write);
+  DispatchPlan plan = matmul_plan(args, x, w, y);
   plan.bind(qmetal_args::kAffineLhs, lhs, Access::read);
   plan.bind(qmetal_args::kAffineRhs, rhs, Access::read);
   const DType dtype = w.dtype();

@@ -1,5 +1,7 @@
 #include "qmetal/buffer.h"
 
+#include <algorithm>
+
 #include <unistd.h>
 
 #include <cstdlib>
@@ -30,6 +32,20 @@ std::string shape_str(const Shape& shape) {
     if (i + 1 < shape.size()) out += " ";
   }
   return out + ")";
+}
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* a_name, const char* b_name) {
+  Shape out(std::max(a.size(), b.size()), 1);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const size_t from_end = out.size() - 1 - i;
+    const int64_t da = from_end < a.size() ? a[a.size() - 1 - from_end] : 1;
+    const int64_t db = from_end < b.size() ? b[b.size() - 1 - from_end] : 1;
+    if (da != db && da != 1 && db != 1) {
+      value_error(a_name, ": shape ", shape_str(a), " does not broadcast with ", b_name, "'s ", shape_str(b));
+    }
+    out[i] = std::max(da, db);
+  }
+  return out;
 }
 
 size_t page_size() {

@@ -4,10 +4,14 @@
 #include <algorithm>
 #include <cctype>
 
+#include "planning.h"
 #include "qmetal/error.h"
 #include "qmetal_args.h"
 
 namespace qmetal {
+
+using planning::ceil_div;
+using planning::checked_u32;
 
 namespace {
 
@@ -23,13 +27,6 @@ constexpr uint32_t kMvMaxBatch = 8;      // mul_mv_ext up to here, as llama.cpp
 constexpr uint32_t kChunk = 16;
 constexpr uint32_t kDequantizeThreads = 128;
 constexpr uint32_t kMmK = 32;
-
-uint32_t ceil_div(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
-
-uint32_t checked_u32(int64_t value, const char* what) {
-  if (value < 0 || value > int64_t(UINT32_MAX)) value_error(what, " (", value, ") does not fit 32-bit indices");
-  return static_cast<uint32_t>(value);
-}
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -173,6 +170,10 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
   plan.kernel = ggml_kernel_name(kernel, *w.type, x->dtype(), y->dtype());
   plan.validate(device.capabilities());
   return {std::move(plan)};
+}
+
+bool ggml_gather_prefers_sorted(int64_t rows, int64_t experts) {
+  return planning::prefers_sorted_rows(rows, experts, kMmRowsX);
 }
 
 namespace detail {

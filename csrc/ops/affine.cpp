@@ -4,11 +4,24 @@
 
 #include "qmetal/error.h"
 #include "qmetal/ops.h"
-#include "ops/indices.h"
+#include "ops/common.h"
 
 namespace qmetal {
 
 using namespace ops_detail;
+
+namespace {
+
+// x feeds the kernels in the weight's dtype (Python casts as MLX promotes).
+void check_activations(const BufferPtr& x, const QuantizedWeight& w) {
+  if (!x) value_error("x is required");
+  check_float_activations(*x);
+  if (x->dtype() != w.dtype()) {
+    type_error("x: expected ", dtype_name(w.dtype()), " (the dtype of the weight's scales), got ", dtype_name(x->dtype()));
+  }
+}
+
+}  // namespace
 
 namespace detail {
 DispatchPlan plan_affine_quantize(const Device& device, const BufferPtr& dense, const QuantizedWeight& w,
@@ -37,23 +50,8 @@ BufferPtr affine_dequantize(const Device& device, const QuantizedWeight& w) {
 
 BufferPtr affine_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w, bool transpose,
                         const BufferPtr& out, AffineRoute route, Stream* stream) {
-  if (!x) value_error("x is required");
-  if (!dtype_is_float(x->dtype())) {
-    type_error("x: expected float32, float16 or bfloat16, got ", dtype_name(x->dtype()));
-  }
-  if (x->dtype() != w.dtype()) {
-    type_error("x: expected ", dtype_name(w.dtype()), " (the dtype of the weight's scales), got ",
-               dtype_name(x->dtype()));
-  }
-  const Shape shape = affine_matmul_shape(x->shape(), w, transpose);
-  BufferPtr y = out;
-  if (y) {
-    if (y->dtype() != x->dtype()) type_error("out: expected dtype ", dtype_name(x->dtype()), ", got ", dtype_name(y->dtype()));
-    if (y->shape() != shape) value_error("out: expected shape ", shape_str(shape), ", got ", shape_str(y->shape()));
-    if (y->readonly()) value_error("out: the buffer is read-only");
-  } else {
-    y = Buffer::allocate(x->dtype(), shape);
-  }
+  check_activations(x, w);
+  const BufferPtr y = output_buffer(out, x->dtype(), affine_matmul_shape(x->shape(), w, transpose));
   run(device, plan_affine_matmul(device, x, w, transpose, y, route), stream);
   return y;
 }
@@ -61,11 +59,7 @@ BufferPtr affine_matmul(const Device& device, const BufferPtr& x, const Quantize
 BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w,
                                const BufferPtr& lhs_indices, const BufferPtr& rhs_indices, bool transpose,
                                bool sorted_indices, const BufferPtr& out, AffineRoute route, Stream* stream) {
-  if (!x) value_error("x is required");
-  if (!dtype_is_float(x->dtype())) type_error("x: expected float32, float16 or bfloat16, got ", dtype_name(x->dtype()));
-  if (x->dtype() != w.dtype()) {
-    type_error("x: expected ", dtype_name(w.dtype()), " (the dtype of the weight's scales), got ", dtype_name(x->dtype()));
-  }
+  check_activations(x, w);
   const Shape ws = w.shape();
   const Shape& xs = x->shape();
   if (ws.size() < 3) value_error("w: expected experts stacked as [E, ..., rows, cols], got shape ", shape_str(ws));
@@ -80,43 +74,17 @@ BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const Q
   Shape shape = batch;
   shape.push_back(xs[xs.size() - 2]);
   shape.push_back(N);
-  BufferPtr y = out;
-  if (y) {
-    if (y->dtype() != x->dtype()) type_error("out: expected dtype ", dtype_name(x->dtype()), ", got ", dtype_name(y->dtype()));
-    if (y->shape() != shape) value_error("out: expected shape ", shape_str(shape), ", got ", shape_str(y->shape()));
-    if (y->readonly()) value_error("out: the buffer is read-only");
-  } else {
-    y = Buffer::allocate(x->dtype(), shape);
-  }
+  const BufferPtr y = output_buffer(out, x->dtype(), shape);
   BufferPtr lhs_flat = broadcast_to(lhs, batch), rhs_flat = broadcast_to(rhs, batch);
   const int64_t matrices = lhs_flat->size();
   const auto* experts = static_cast<const uint32_t*>(rhs_flat->data());
   if (sorted_indices && !std::is_sorted(experts, experts + matrices)) {
     value_error("rhs_indices: sorted_indices=True, but the indices are not sorted");
   }
-  BufferPtr rows;
   const bool sort = route == AffineRoute::qmm_sorted ||
                     (route == AffineRoute::automatic &&
                      affine_gather_prefers_sorted(device, transpose, xs[xs.size() - 2], matrices, shape_size(w_batch)));
-  if (sort) {
-    // Rows of one expert next to each other (stable, so ties keep their
-    // order); `rows` sends each result back to its place.
-    rows = Buffer::allocate(DType::u32, {matrices});
-    auto* order = static_cast<uint32_t*>(rows->data());
-    for (int64_t i = 0; i < matrices; ++i) order[i] = static_cast<uint32_t>(i);
-    if (!sorted_indices) {
-      const std::vector<uint32_t> sorted = order_by_expert(experts, matrices);
-      std::copy(sorted.begin(), sorted.end(), order);
-      auto lhs_sorted = Buffer::allocate(DType::u32, {matrices}), rhs_sorted = Buffer::allocate(DType::u32, {matrices});
-      const auto* lhs_values = static_cast<const uint32_t*>(lhs_flat->data());
-      for (int64_t i = 0; i < matrices; ++i) {
-        static_cast<uint32_t*>(lhs_sorted->data())[i] = lhs_values[order[i]];
-        static_cast<uint32_t*>(rhs_sorted->data())[i] = experts[order[i]];
-      }
-      lhs_flat = std::move(lhs_sorted);
-      rhs_flat = std::move(rhs_sorted);
-    }
-  }
+  const BufferPtr rows = sort ? sort_rows_by_expert(lhs_flat, rhs_flat, sorted_indices) : nullptr;
   run(device, plan_affine_gather_matmul(device, x, w, lhs_flat, rhs_flat, transpose, y, route, rows), stream);
   return y;
 }

@@ -1,7 +1,7 @@
 // The GGML ops: validate, build row lists for stacked weights and MoE, plan, run.
 #include "qmetal/ggml.h"
 
-#include "ops/indices.h"
+#include "ops/common.h"
 #include "qmetal/error.h"
 #include "qmetal/ops.h"
 
@@ -15,13 +15,8 @@ DispatchPlan plan_ggml_dequantize(const Device& device, const GGMLWeight& w, con
 
 namespace {
 
-// Rows per expert, on average, from which sorting rows by expert (so each
-// expert's tiles serve all its rows) beats one mat-vec per row.
-constexpr int64_t kSortedRowsPerExpert = 4;
-constexpr int64_t kSortedMinRows = 32;
-
 void check_activations(const Device& device, const Buffer& x, DType output) {
-  if (!dtype_is_float(x.dtype())) type_error("x: expected float32, float16 or bfloat16, got ", dtype_name(x.dtype()));
+  check_float_activations(x);
   if (x.dtype() == DType::bf16 && !device.capabilities().bfloat) {
     type_error("x: bfloat16 needs a device with bfloat (", device.name(), " has none); use float16 or float32");
   }
@@ -29,14 +24,6 @@ void check_activations(const Device& device, const Buffer& x, DType output) {
     type_error("dtype: the output is float32 or the activations' dtype (", dtype_name(x.dtype()), "), got ",
                dtype_name(output));
   }
-}
-
-BufferPtr output_buffer(const BufferPtr& out, DType dtype, const Shape& shape) {
-  if (!out) return Buffer::allocate(dtype, shape);
-  if (out->dtype() != dtype) type_error("out: expected dtype ", dtype_name(dtype), ", got ", dtype_name(out->dtype()));
-  if (out->shape() != shape) value_error("out: expected shape ", shape_str(shape), ", got ", shape_str(out->shape()));
-  if (out->readonly()) value_error("out: the buffer is read-only");
-  return out;
 }
 
 // Output rows z * M + m of matrix z: x row x_matrix[z] * M + m, expert
@@ -58,20 +45,8 @@ void run_rows(const Device& device, const BufferPtr& x, const GGMLWeight& w, con
       rhs[z * M + m] = w_matrix[z];
     }
   }
-  const bool sort = route == GGMLRoute::mm_id ||
-                    (route == GGMLRoute::automatic && count >= std::max(kSortedMinRows, kSortedRowsPerExpert * experts));
-  if (sort) {
-    const std::vector<uint32_t> order = order_by_expert(rhs, count);
-    rows.rows = Buffer::allocate(DType::u32, {count});
-    auto* out_rows = static_cast<uint32_t*>(rows.rows->data());
-    std::vector<uint32_t> sorted_lhs(count), sorted_rhs(count);
-    for (int64_t i = 0; i < count; ++i) {
-      out_rows[i] = order[i];
-      sorted_lhs[i] = lhs[order[i]];
-      sorted_rhs[i] = rhs[order[i]];
-    }
-    std::copy(sorted_lhs.begin(), sorted_lhs.end(), lhs);
-    std::copy(sorted_rhs.begin(), sorted_rhs.end(), rhs);
+  if (route == GGMLRoute::mm_id || (route == GGMLRoute::automatic && ggml_gather_prefers_sorted(count, experts))) {
+    rows.rows = sort_rows_by_expert(rows.lhs, rows.rhs, false);
   }
   run(device, plan_ggml_matmul(device, x, w, y, 0, 0, route, &rows), stream);
 }

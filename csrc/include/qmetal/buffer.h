@@ -18,6 +18,8 @@ using Shape = std::vector<int64_t>;
 // Number of elements; throws ValueError naming `what` for a negative extent.
 int64_t shape_size(const Shape& shape, const char* what = "shape");
 std::string shape_str(const Shape& shape);
+// NumPy broadcasting of two shapes; ValueError naming both when they clash.
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* a_name, const char* b_name);
 
 // The host page size: allocations are aligned to it and padded to a multiple
 // of it, which is what Metal needs to wrap memory without copying.

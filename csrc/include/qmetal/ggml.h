@@ -75,6 +75,10 @@ struct GGMLRows {
   BufferPtr lhs, rhs, rows;  // uint32 each; rows only for mm_id
   uint32_t count = 0;
 };
+// Whether the MoE row list (one activation row each) is sorted by expert
+// for mul_mm_id, rather than one mat-vec per row.
+bool ggml_gather_prefers_sorted(int64_t rows, int64_t experts);
+
 std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr& x, const GGMLWeight& w,
                                            const BufferPtr& y, uint32_t M, uint32_t head_dim, GGMLRoute route,
                                            const GGMLRows* rows = nullptr);

@@ -1,6 +1,7 @@
-// Shared by the ops: running plans (now or on a stream) and the index lists
-// of the gather ops (MoE): reading integer index arrays of any
-// dtype with range checks, NumPy broadcasting, and sorting rows by expert.
+// Shared by the ops: checking activations and outputs, running plans (now
+// or on a stream), and the index lists of the gather ops (MoE): integer
+// index arrays of any dtype read with range checks, broadcast, and rows
+// sorted by expert.
 #pragma once
 
 #include <algorithm>
@@ -78,21 +79,6 @@ inline BufferPtr broadcast_to(const Indices& a, const Shape& shape) {
   return out;
 }
 
-// NumPy broadcast of two shapes; ValueError naming both.
-inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* a_name, const char* b_name) {
-  Shape out(std::max(a.size(), b.size()), 1);
-  for (size_t i = 0; i < out.size(); ++i) {
-    const size_t from_end = out.size() - 1 - i;
-    const int64_t da = from_end < a.size() ? a[a.size() - 1 - from_end] : 1;
-    const int64_t db = from_end < b.size() ? b[b.size() - 1 - from_end] : 1;
-    if (da != db && da != 1 && db != 1) {
-      value_error(a_name, ": shape ", shape_str(a), " does not broadcast with ", b_name, "' ", shape_str(b));
-    }
-    out[i] = std::max(da, db);
-  }
-  return out;
-}
-
 // Runs plans now, or queues them on `stream` (whose device must be `device`).
 inline void run(const Device& device, const std::vector<DispatchPlan>& plans, Stream* stream) {
   if (stream == nullptr) return execute(device, plans);
@@ -102,12 +88,41 @@ inline void run(const Device& device, const std::vector<DispatchPlan>& plans, St
   stream->enqueue(plans);
 }
 
-// The permutation that sorts rows by expert (stable: ties keep their order).
-inline std::vector<uint32_t> order_by_expert(const uint32_t* experts, int64_t count) {
-  std::vector<uint32_t> order(static_cast<size_t>(count));
+// Activations the kernels take: float32, float16 or bfloat16.
+inline void check_float_activations(const Buffer& x) {
+  if (!dtype_is_float(x.dtype())) type_error("x: expected float32, float16 or bfloat16, got ", dtype_name(x.dtype()));
+}
+
+// `out` checked against the result (dtype, shape, writable), or a new buffer.
+inline BufferPtr output_buffer(const BufferPtr& out, DType dtype, const Shape& shape) {
+  if (!out) return Buffer::allocate(dtype, shape);
+  if (out->dtype() != dtype) type_error("out: expected dtype ", dtype_name(dtype), ", got ", dtype_name(out->dtype()));
+  if (out->shape() != shape) value_error("out: expected shape ", shape_str(shape), ", got ", shape_str(out->shape()));
+  if (out->readonly()) value_error("out: the buffer is read-only");
+  return out;
+}
+
+// Sorts MoE rows (x row lhs[i], expert rhs[i]) by expert, stably so ties
+// keep their order, replacing lhs and rhs by the sorted lists. Returns
+// `rows`: the original position of each sorted row, where its result goes.
+// `already_sorted` (checked by the caller) keeps the order.
+inline BufferPtr sort_rows_by_expert(BufferPtr& lhs, BufferPtr& rhs, bool already_sorted) {
+  const int64_t count = lhs->size();
+  const auto* lhs_values = static_cast<const uint32_t*>(lhs->data());
+  const auto* experts = static_cast<const uint32_t*>(rhs->data());
+  BufferPtr rows = Buffer::allocate(DType::u32, {count});
+  auto* order = static_cast<uint32_t*>(rows->data());
   for (int64_t i = 0; i < count; ++i) order[i] = static_cast<uint32_t>(i);
-  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return experts[a] < experts[b]; });
-  return order;
+  if (already_sorted) return rows;
+  std::stable_sort(order, order + count, [&](uint32_t a, uint32_t b) { return experts[a] < experts[b]; });
+  BufferPtr sorted_lhs = Buffer::allocate(DType::u32, {count}), sorted_rhs = Buffer::allocate(DType::u32, {count});
+  for (int64_t i = 0; i < count; ++i) {
+    static_cast<uint32_t*>(sorted_lhs->data())[i] = lhs_values[order[i]];
+    static_cast<uint32_t*>(sorted_rhs->data())[i] = experts[order[i]];
+  }
+  lhs = std::move(sorted_lhs);
+  rhs = std::move(sorted_rhs);
+  return rows;
 }
 
 }  // namespace qmetal::ops_detail
