@@ -12,7 +12,7 @@ import numpy as np
 from . import _core
 from ._buffer import asbuffer
 from . import _ggml
-from ._dtypes import FLOAT_DTYPES, dtype_name, numpy_dtype
+from ._dtypes import dtype_name, float_activations, numpy_dtype
 
 __all__ = ["QuantizedWeight", "Stream", "dequantize", "gather_matmul", "matmul", "quantize"]
 
@@ -173,18 +173,19 @@ def matmul(x, w, transpose: bool = True, out=None, stream=None, *, device=None, 
         raise ValueError("dtype and heads_first apply to GGML weights; affine results have MLX's promoted dtype")
     _check_weight(w)
     device, native_stream = _stream_device(stream, device)
-    x_array = np.asarray(x)
-    x_name = dtype_name(x_array.dtype, "x")
-    if x_name not in FLOAT_DTYPES:
-        raise TypeError(f"x: expected float32, float16 or bfloat16, got {x_name}")
-    name = _result_dtype(x_name, w._native.dtype)
-    if x_name != name:
-        x_array = x_array.astype(numpy_dtype(name))
-    native = w._with_dtype(name, device)
-    x_buffer = asbuffer(x_array, device=device)
+    x_buffer, native = _promoted(x, w, device)
     out_buffer = _out_buffer(out, device, native_stream)
     result = _core.affine_matmul(device, x_buffer, native, transpose, out_buffer, route, native_stream)
     return _finish(result, out, out_buffer)
+
+
+def _promoted(x, w, device):
+    """x and w's scales in MLX's promoted dtype of the two (as MLX casts them)."""
+    x_array, x_name = float_activations(x)
+    name = _result_dtype(x_name, w._native.dtype)
+    if x_name != name:
+        x_array = x_array.astype(numpy_dtype(name))
+    return asbuffer(x_array, device=device), w._with_dtype(name, device)
 
 
 def _stream_device(stream, device):
@@ -251,16 +252,10 @@ def gather_matmul(x, w, lhs_indices=None, rhs_indices=None, transpose: bool = Tr
     if dtype is not None:
         raise ValueError("dtype applies to GGML weights; affine results have MLX's promoted dtype")
     _check_weight(w)
-    x_array = np.asarray(x)
-    x_name = dtype_name(x_array.dtype, "x")
-    if x_name not in FLOAT_DTYPES:
-        raise TypeError(f"x: expected float32, float16 or bfloat16, got {x_name}")
-    name = _result_dtype(x_name, w._native.dtype)
-    if x_name != name:
-        x_array = x_array.astype(numpy_dtype(name))
+    x_buffer, native = _promoted(x, w, device)
     out_buffer = _out_buffer(out, device, native_stream)
-    result = _core.affine_gather_matmul(device, asbuffer(x_array, device=device), w._with_dtype(name, device),
-                                        *indices, transpose, bool(sorted_indices), out_buffer, route, native_stream)
+    result = _core.affine_gather_matmul(device, x_buffer, native, *indices, transpose, bool(sorted_indices),
+                                        out_buffer, route, native_stream)
     return _finish(result, out, out_buffer)
 
 

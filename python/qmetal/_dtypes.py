@@ -40,3 +40,12 @@ def dtype_name(dtype, what: str = "dtype") -> str:
 
 def numpy_dtype(name: str) -> np.dtype:
     return _BY_NAME[dtype_name(name)]
+
+
+def float_activations(x):
+    """x as a NumPy array, and its dtype name, which must be one the kernels take."""
+    x = np.asarray(x)
+    name = dtype_name(x.dtype, "x")
+    if name not in FLOAT_DTYPES:
+        raise TypeError(f"x: expected float32, float16 or bfloat16, got {name}")
+    return x, name

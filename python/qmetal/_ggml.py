@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _core
 from ._buffer import asbuffer
-from ._dtypes import FLOAT_DTYPES, dtype_name
+from ._dtypes import dtype_name, float_activations
 
 __all__ = ["GGML_TYPE_NAMES", "GGMLWeight"]
 
@@ -68,31 +68,22 @@ class GGMLWeight:
         return f"GGMLWeight(type={self.type}, shape={self.shape})"
 
 
-def _output(x_name, dtype):
-    if dtype is None:
-        return "float32"
-    return dtype_name(dtype, "dtype")
-
-
-def _activations(x):
-    x = np.asarray(x)
-    name = dtype_name(x.dtype, "x")
-    if name not in FLOAT_DTYPES:
-        raise TypeError(f"x: expected float32, float16 or bfloat16, got {name}")
-    return x, name
+def _output(dtype):
+    """llama.cpp's convention: float32 results unless asked otherwise."""
+    return "float32" if dtype is None else dtype_name(dtype, "dtype")
 
 
 def matmul(x, w, device, native_stream, out_buffer, route, dtype=None, heads_first=False):
-    x, name = _activations(x)
-    return _core.ggml_matmul(device, asbuffer(x, device=device), w._native, _output(name, dtype), bool(heads_first),
+    x, _ = float_activations(x)
+    return _core.ggml_matmul(device, asbuffer(x, device=device), w._native, _output(dtype), bool(heads_first),
                              out_buffer, route, native_stream)
 
 
 def gather_matmul(x, w, indices, device, native_stream, out_buffer, route, dtype=None):
-    x, name = _activations(x)
-    return _core.ggml_gather_matmul(device, asbuffer(x, device=device), w._native, *indices, _output(name, dtype),
+    x, _ = float_activations(x)
+    return _core.ggml_gather_matmul(device, asbuffer(x, device=device), w._native, *indices, _output(dtype),
                                     out_buffer, route, native_stream)
 
 
 def dequantize(w, device, dtype=None):
-    return np.asarray(_core.ggml_dequantize(device, w._native, _output(None, dtype)))
+    return np.asarray(_core.ggml_dequantize(device, w._native, _output(dtype)))

@@ -10,25 +10,24 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 clang=${CLANG:-clang++-19}
 status=0
-for source in "$root"/csrc/metal/*.mm; do
-  if "$clang" -x objective-c++ -std=c++17 -fobjc-arc -fobjc-runtime=gnustep-2.0 -fblocks -fsyntax-only \
-      -Wall -Wextra -Werror -Wno-unused-parameter \
-      -I "$here/include" -I "$root/csrc" -I "$root/csrc/include" -I "$root/shaders" "$source"; then
+# check LANGUAGE FILE FLAGS...: syntax-check one file, report it.
+check() {
+  language=$1 source=$2
+  shift 2
+  if "$clang" -x "$language" -std=c++17 -fsyntax-only -Wall -Wextra -Werror -Wno-unused-parameter "$@" \
+      -I "$here/include" -I "$root/csrc" -I "$root/csrc/include" -I "$root/csrc/sim/include" -I "$root/shaders" \
+      "$source"; then
     echo "ok: ${source#$root/}"
   else
     echo "FAILED: ${source#$root/}"
     status=1
   fi
+}
+for source in "$root"/csrc/metal/*.mm; do
+  check objective-c++ "$source" -fobjc-arc -fobjc-runtime=gnustep-2.0 -fblocks
 done
 # The C++ that only macOS builds compile differently (QMETAL_HAVE_METAL).
 for source in "$root"/csrc/ops/*.cpp; do
-  if "$clang" -x c++ -std=c++17 -fsyntax-only -Wall -Wextra -Werror -Wno-unused-parameter \
-      -Wno-deprecated-declarations -DQMETAL_HAVE_METAL \
-      -I "$root/csrc" -I "$root/csrc/include" -I "$root/csrc/sim/include" -I "$root/shaders" "$source"; then
-    echo "ok: ${source#$root/}"
-  else
-    echo "FAILED: ${source#$root/}"
-    status=1
-  fi
+  check c++ "$source" -Wno-deprecated-declarations -DQMETAL_HAVE_METAL
 done
 exit $status
