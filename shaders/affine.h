@@ -144,6 +144,8 @@ void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_
 // --- mat-vec, weights not transposed (w [K, N], groups along N) -----------------------
 
 constant constexpr int kQvmSimdgroups = 4;
+// Floats of the partial sums the simdgroups add in threadgroup memory.
+constant constexpr int kQvmPartials = kQvmSimdgroups * kSimdWidth * kPack;
 
 // Lane l of every simdgroup owns output pack (8 columns) 32 * group.x + l;
 // the simdgroups split K and add their partial sums in threadgroup memory.
@@ -152,7 +154,7 @@ constant constexpr int kQvmSimdgroups = 4;
 template <typename T, int group_size, int bits, bool gather = false, bool split = false, typename Out = T>
 void qvm(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
          const device T* biases, device Out* y, const device uint32_t* lhs, const device uint32_t* rhs, uint3 group,
-         uint simd_group, uint lane) {
+         uint simd_group, uint lane, threadgroup float* partial) {
   const uint M = args.M, N = args.N, K = args.K;
   const uint row_bytes = N * bits / 8;
   const uint groups_per_row = N / group_size;
@@ -168,7 +170,6 @@ void qvm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
   const uint k_begin = split ? partition * args.k_per_partition : 0;
   const uint k_end = split ? min(K, k_begin + args.k_per_partition) : K;
 
-  threadgroup float partial[kQvmSimdgroups * kSimdWidth * kPack];
   const uint pack = group.x * kSimdWidth + lane;
   const bool in_range = pack < N / kPack;
   const uint m = group.y;
@@ -202,6 +203,9 @@ constant constexpr int kTile = tile::kK;     // rows of x, rows of w and K per s
 constant constexpr int kTileStride = kTile + 4;  // padded rows spread threadgroup-memory banks
 constant constexpr int kTileThreads = 128;   // 4 simdgroups, each a 16 x 16 quarter
 constant constexpr int kLoadsPerThread = kTile * kTile / kTileThreads;  // one pack each
+// Floats of one staged tile (x or w); kernels declare two (MSL allows
+// threadgroup variables only in kernels, so helpers take pointers).
+constant constexpr int kTileFloats = kTile * kTileStride;
 
 // x and the dequantized w tile are staged in threadgroup memory as float and
 // multiplied with 8x8 simdgroup matrices, accumulating in float; each w pack
@@ -212,7 +216,7 @@ template <typename T, int group_size, int bits, bool transpose, bool gather = fa
           typename Out = T>
 void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
          const device T* biases, device Out* y, const device uint32_t* lhs, const device uint32_t* rhs, uint3 group,
-         uint thread_index, uint simd_group) {
+         uint thread_index, uint simd_group, threadgroup float* xs, threadgroup float* ws) {
   static_assert(kLoadsPerThread == kPack, "each thread loads one pack of x and one of w per step");
   const uint M = args.M, N = args.N, K = args.K;
   const uint w_row_values = transpose ? K : N;
@@ -231,8 +235,6 @@ void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
   const uint k_begin = split ? partition * args.k_per_partition : 0;
   const uint k_end = split ? min(K, k_begin + args.k_per_partition) : K;
 
-  threadgroup float xs[kTile * kTileStride];
-  threadgroup float ws[kTile * kTileStride];
   const uint tile_m = group.y * kTile;
   const uint tile_n = group.x * kTile;
   const uint load_row = thread_index / (kTile / kPack);
@@ -288,12 +290,10 @@ template <typename T, int group_size, int bits>
 void qmm_sorted(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w,
                 const device T* scales, const device T* biases, device T* y, const device uint32_t* lhs,
                 const device uint32_t* rhs, const device uint32_t* rows, uint3 group, uint thread_index,
-                uint simd_group) {
+                uint simd_group, threadgroup float* xs, threadgroup float* ws) {
   const uint Z = args.M, N = args.N, K = args.K;
   const uint row_bytes = K * bits / 8;
   const uint groups_per_row = K / group_size;
-  threadgroup float xs[kTile * kTileStride];
-  threadgroup float ws[kTile * kTileStride];
   const uint tile_z = group.y * kTile;
   const uint tile_n = group.x * kTile;
   const uint tile_end = min(tile_z + kTile, Z);
@@ -437,21 +437,24 @@ template <typename T, int group_size, int bits>
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_qvm(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
                            uint lane [[thread_index_in_simdgroup]]) {
-  affine::qvm<T, group_size, bits>(args, x, w, scales, biases, y, nullptr, nullptr, group, simd_group, lane);
+  threadgroup float partial[affine::kQvmPartials];
+  affine::qvm<T, group_size, bits>(args, x, w, scales, biases, y, nullptr, nullptr, group, simd_group, lane, partial);
 }
 
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_qmm_t(QMETAL_AFFINE_MATMUL_PARAMS, uint thread_index [[thread_index_in_threadgroup]],
                              uint simd_group [[simdgroup_index_in_threadgroup]]) {
+  threadgroup float xs[affine::kTileFloats], ws[affine::kTileFloats];
   affine::qmm<T, group_size, bits, true>(args, x, w, scales, biases, y, nullptr, nullptr, group, thread_index,
-                                         simd_group);
+                                         simd_group, xs, ws);
 }
 
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_qmm_n(QMETAL_AFFINE_MATMUL_PARAMS, uint thread_index [[thread_index_in_threadgroup]],
                              uint simd_group [[simdgroup_index_in_threadgroup]]) {
+  threadgroup float xs[affine::kTileFloats], ws[affine::kTileFloats];
   affine::qmm<T, group_size, bits, false>(args, x, w, scales, biases, y, nullptr, nullptr, group, thread_index,
-                                          simd_group);
+                                          simd_group, xs, ws);
 }
 
 // Split-K: float partial sums per K partition, then affine_sum_partials.
@@ -465,14 +468,16 @@ template <typename T, int group_size, int bits>
 
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_qmm_t_split(QMETAL_AFFINE_SPLIT_PARAMS) {
+  threadgroup float xs[affine::kTileFloats], ws[affine::kTileFloats];
   affine::qmm<T, group_size, bits, true, false, true, float>(args, x, w, scales, biases, partials, nullptr, nullptr,
-                                                             group, thread_index, simd_group);
+                                                             group, thread_index, simd_group, xs, ws);
 }
 
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_qmm_n_split(QMETAL_AFFINE_SPLIT_PARAMS) {
+  threadgroup float xs[affine::kTileFloats], ws[affine::kTileFloats];
   affine::qmm<T, group_size, bits, false, false, true, float>(args, x, w, scales, biases, partials, nullptr, nullptr,
-                                                              group, thread_index, simd_group);
+                                                              group, thread_index, simd_group, xs, ws);
 }
 
 template <typename T, int group_size, int bits>
@@ -484,8 +489,9 @@ template <typename T, int group_size, int bits>
                                  uint3 group [[threadgroup_position_in_grid]],
                                  uint simd_group [[simdgroup_index_in_threadgroup]],
                                  uint lane [[thread_index_in_simdgroup]]) {
+  threadgroup float partial[affine::kQvmPartials];
   affine::qvm<T, group_size, bits, false, true, float>(args, x, w, scales, biases, partials, nullptr, nullptr, group,
-                                                       simd_group, lane);
+                                                       simd_group, lane, partial);
 }
 
 template <typename T>
@@ -512,15 +518,17 @@ template <typename T, int group_size, int bits>
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_gather_qvm(QMETAL_AFFINE_GATHER_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
                                   uint lane [[thread_index_in_simdgroup]]) {
-  affine::qvm<T, group_size, bits, true>(args, x, w, scales, biases, y, lhs, rhs, group, simd_group, lane);
+  threadgroup float partial[affine::kQvmPartials];
+  affine::qvm<T, group_size, bits, true>(args, x, w, scales, biases, y, lhs, rhs, group, simd_group, lane, partial);
 }
 
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_gather_qmm_t(QMETAL_AFFINE_GATHER_PARAMS,
                                     uint thread_index [[thread_index_in_threadgroup]],
                                     uint simd_group [[simdgroup_index_in_threadgroup]]) {
+  threadgroup float xs[affine::kTileFloats], ws[affine::kTileFloats];
   affine::qmm<T, group_size, bits, true, true>(args, x, w, scales, biases, y, lhs, rhs, group, thread_index,
-                                               simd_group);
+                                               simd_group, xs, ws);
 }
 
 template <typename T, int group_size, int bits>
@@ -528,16 +536,18 @@ template <typename T, int group_size, int bits>
                                          const device uint32_t* rows [[buffer(kAffineRows)]],
                                          uint thread_index [[thread_index_in_threadgroup]],
                                          uint simd_group [[simdgroup_index_in_threadgroup]]) {
+  threadgroup float xs[affine::kTileFloats], ws[affine::kTileFloats];
   affine::qmm_sorted<T, group_size, bits>(args, x, w, scales, biases, y, lhs, rhs, rows, group, thread_index,
-                                          simd_group);
+                                          simd_group, xs, ws);
 }
 
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_gather_qmm_n(QMETAL_AFFINE_GATHER_PARAMS,
                                     uint thread_index [[thread_index_in_threadgroup]],
                                     uint simd_group [[simdgroup_index_in_threadgroup]]) {
+  threadgroup float xs[affine::kTileFloats], ws[affine::kTileFloats];
   affine::qmm<T, group_size, bits, false, true>(args, x, w, scales, biases, y, lhs, rhs, group, thread_index,
-                                                simd_group);
+                                                simd_group, xs, ws);
 }
 
 template <typename T, int group_size, int bits>

@@ -248,6 +248,10 @@ constant constexpr int kMmRowsX = 32;
 constant constexpr int kMmStride = tile::kK + 4;  // padded rows spread threadgroup-memory banks
 constant constexpr int kMmOutStride = kMmRowsW + 4;  // the staged 32 x 64 result, in the w tile's memory
 constant constexpr int kMmThreads = 128;          // 4 simdgroups: 2 (x rows) x 2 (w rows)
+// The staged tiles, in floats; kernels declare them (MSL allows threadgroup
+// variables only in kernels) and mul_mm takes pointers.
+constant constexpr int kMmFloatsX = kMmRowsX * kMmStride;
+constant constexpr int kMmFloatsW = kMmRowsW * kMmStride;
 
 // Each thread dequantizes one 16-value chunk of the w tile per K step (64
 // rows x 2 chunks) and loads 8 values of the x tile; each w chunk is decoded
@@ -257,11 +261,9 @@ constant constexpr int kMmThreads = 128;          // 4 simdgroups: 2 (x rows) x 
 template <typename B, typename T, typename O, bool sorted>
 void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8_t* w, device O* y,
             const device uint32_t* lhs, const device uint32_t* rhs, const device uint32_t* rows_out, uint3 group,
-            uint thread_index, uint simd_group) {
+            uint thread_index, uint simd_group, threadgroup float* xs, threadgroup float* ws) {
   const uint M = args.M, N = args.N, K = args.K;
   const uint blocks_per_row = K / traits<B>::values;
-  threadgroup float xs[kMmRowsX * kMmStride];
-  threadgroup float ws[kMmRowsW * kMmStride];
   const uint tile_m = group.y * kMmRowsX, tile_n = group.x * kMmRowsW;
   const uint w_row = thread_index / 2, w_chunk = thread_index % 2;        // one chunk of the w tile
   const uint x_row = thread_index / 4, x_col = thread_index % 4 * 8;       // 8 values of the x tile
@@ -354,7 +356,8 @@ template <typename B, typename T, typename O>
 template <typename B, typename T, typename O>
 [[kernel]] void ggml_mul_mm(QMETAL_GGML_PARAMS, uint thread_index [[thread_index_in_threadgroup]],
                             uint simd_group [[simdgroup_index_in_threadgroup]]) {
-  ggml::mul_mm<B, T, O, false>(args, x, w, y, nullptr, nullptr, nullptr, group, thread_index, simd_group);
+  threadgroup float xs[ggml::kMmFloatsX], ws[ggml::kMmFloatsW];
+  ggml::mul_mm<B, T, O, false>(args, x, w, y, nullptr, nullptr, nullptr, group, thread_index, simd_group, xs, ws);
 }
 
 template <typename B, typename T, typename O>
@@ -371,7 +374,8 @@ template <typename B, typename T, typename O>
                                const device uint32_t* rows [[buffer(kGGMLRows)]],
                                uint thread_index [[thread_index_in_threadgroup]],
                                uint simd_group [[simdgroup_index_in_threadgroup]]) {
-  ggml::mul_mm<B, T, O, true>(args, x, w, y, lhs, rhs, rows, group, thread_index, simd_group);
+  threadgroup float xs[ggml::kMmFloatsX], ws[ggml::kMmFloatsW];
+  ggml::mul_mm<B, T, O, true>(args, x, w, y, lhs, rhs, rows, group, thread_index, simd_group, xs, ws);
 }
 
 template <typename B, typename O>

@@ -36,8 +36,7 @@ from ._generator import GeneratorError
 __all__ = ["CompileError", "Library", "SCHEDULES", "builtin", "compile", "sanitizer_preload"]
 
 SCHEDULES = ("forward", "reverse", "random")
-CXXFLAGS = ["-std=c++17", "-O2", "-g", "-fPIC", "-shared", "-fvisibility=hidden", "-fno-strict-aliasing",
-            "-ffp-contract=off", "-Wno-attributes", "-Wno-unknown-pragmas"]
+BUILD_FLAGS = ["-O2", "-g", "-fPIC", "-shared", "-fvisibility=hidden"]
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
 
 
@@ -100,12 +99,19 @@ def builtin() -> Library:
     return Library(_core.sim_builtin_library())
 
 
-def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize=None, cache_dir=None) -> Library:
+def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize=None, cache_dir=None,
+            strict=True) -> Library:
     """Build a ``.metal`` file (a path) or MSL source text for the simulator.
 
     The result is cached by content (the preprocessed source, the simulator's
     headers, the compiler and its flags), so a second call is quick.
     ``defines`` are preprocessor macros; ``include_dirs`` extra include paths.
+
+    ``strict`` (the default) holds the source to the rules of MSL 3.1 that
+    C++ does not enforce, as Apple's compiler does: threadgroup variables
+    only in kernels, explicit address spaces, kernel signatures, no C++
+    features MSL lacks, ``-Wall -Werror`` (README, "Strict MSL", lists what
+    is checked). ``strict=False`` is for C++ that is knowingly not MSL.
     """
     path, source = _source_of(path_or_source)
     cxx = cxx or os.environ.get("QMETAL_SIM_CXX") or os.environ.get("CXX") or "c++"
@@ -123,13 +129,13 @@ def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize
         text = _generator.preprocess(display, cxx, include_dirs, defines, source=source)
     except GeneratorError as error:
         raise CompileError(str(error)) from None
-    flags = CXXFLAGS + _compiler_flags(cxx, sanitize)
+    flags = BUILD_FLAGS + _generator.cxx_flags(_is_clang(cxx), strict) + _compiler_flags(cxx, sanitize)
     key = hashlib.sha256("\0".join([text, _toolchain_identity(cxx), *flags]).encode()).hexdigest()[:24]
     cache = Path(cache_dir or _default_cache_dir())
     library = cache / f"{Path(display).stem or 'source'}-{key}.so"
     if not library.exists():
         try:
-            code = _generator.generate(text, display_name=display)
+            code = _generator.generate(text, display_name=display, strict=strict)
         except GeneratorError as error:
             raise CompileError(str(error)) from None
         cache.mkdir(parents=True, exist_ok=True)
@@ -137,7 +143,7 @@ def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize
             cpp = Path(work) / "kernels.cpp"
             cpp.write_text(code)
             out = Path(work) / "kernels.so"
-            result = subprocess.run([cxx, *flags, "-I", _generator.SHIM_INCLUDE, str(cpp), "-o", str(out)],
+            result = subprocess.run([cxx, *flags, "-isystem", _generator.SHIM_INCLUDE, str(cpp), "-o", str(out)],
                                     capture_output=True, text=True)
             if result.returncode != 0:
                 raise CompileError(f"compiling {display} for the simulator failed:\n{result.stderr}")
@@ -206,7 +212,8 @@ def _toolchain_identity(cxx):
     digest = hashlib.sha256()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     digest.update(version.encode())
-    digest.update(Path(_generator.__file__).read_bytes())
+    for module in (_generator, _generator._rules):
+        digest.update(Path(module.__file__).read_bytes())
     for root, _, files in sorted(os.walk(_generator.SHIM_INCLUDE)):
         for name in sorted(files):
             digest.update(name.encode())

@@ -31,6 +31,13 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+if __package__:
+    from . import _msl_rules as _rules
+else:  # run as a script (CMake does)
+    import _msl_rules as _rules
+
+ADDRESS_SPACES = _rules.ADDRESS_SPACES
+
 SHIM_INCLUDE = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "include", "sim"))
 METAL_VERSION = 310
 STANDARD_ATTRIBUTES = {"maybe_unused", "likely", "unlikely", "fallthrough", "nodiscard", "noreturn",
@@ -45,7 +52,6 @@ POSITIONS = {
     "dispatch_threads_per_threadgroup": "ids->threads_per_threadgroup",
     "threadgroups_per_grid": "ids->threadgroups_per_grid",
     "threads_per_grid": "ids->threads_per_grid",
-    "grid_size": "ids->threads_per_grid",
     "thread_index_in_threadgroup": "ids->thread_index_in_threadgroup",
     "thread_index_in_simdgroup": "ids->thread_index_in_simdgroup",
     "simdgroup_index_in_threadgroup": "ids->simdgroup_index_in_threadgroup",
@@ -58,6 +64,12 @@ POSITIONS = {
     "quadgroups_per_threadgroup": "(ids->threads_per_threadgroup.x * ids->threads_per_threadgroup.y"
                                   " * ids->threads_per_threadgroup.z + 3u) / 4u",
 }
+
+
+# Words that take parentheses but do not name a function being declared.
+FUNCTION_LIKE_KEYWORDS = {"if", "for", "while", "switch", "return", "sizeof", "alignof", "alignas", "decltype",
+                          "static_assert", "noexcept", "catch", "throw", "defined", "__attribute__"}
+SYSTEM_MARKER_RE = re.compile(r'^#\s*(\d+)\s+"((?:\\.|[^"\\])*)"((?:\s+\d)*)\s*$')
 
 
 class GeneratorError(Exception):
@@ -108,7 +120,9 @@ class Edits:
 
     def apply(self, text):
         out, pos = [], 0
-        for start, end, new in sorted(self.items, key=lambda e: e[0]):
+        # At one start the longest edit wins (a dropped definition over the
+        # edits inside it).
+        for start, end, new in sorted(self.items, key=lambda e: (e[0], -e[1])):
             if start < pos:
                 continue
             out.append(text[pos:start])
@@ -248,15 +262,43 @@ def attribute_items(text, tokens, i):
     return items
 
 
+@dataclass
+class Scope:
+    kind: str  # "namespace", "class", "function" or "block"
+    names: list[str]
+    kernel: bool = False
+    # Pointers and references declared here -> their address space (None if
+    # unqualified); what address-space overloads are resolved by.
+    variables: dict = field(default_factory=dict)
+
+
 class Generator:
-    def __init__(self, text: str):
+    def __init__(self, text: str, strict: bool = True, metal_version: int = METAL_VERSION):
         self.text = text
         self.tokens = tokenize(text)
+        self.strict = strict
+        self.metal_version = metal_version
         self.edits = Edits()
         self.kernels: dict[str, list[KernelDef]] = {}
         self.entries: list[Entry] = []
         self.function_constants: set[str] = set()
         self.counter = 0
+        self.rule_errors = _rules.RuleErrors(self)
+        self.overloaded: dict[str, list] = {}
+        self.host_names: dict[str, int] = {}
+        self.members: dict[tuple, int] = {}
+        # Matching brackets, once: the walk asks for them often.
+        self.match: dict[int, int] = {}
+        stack = []
+        for k, t in enumerate(self.tokens):
+            if t.kind != "punct":
+                continue
+            if t.text in ("(", "[", "{"):
+                stack.append(k)
+            elif t.text in (")", "]", "}") and stack:
+                o = stack.pop()
+                self.match[o] = k
+                self.match[k] = o
 
     def where(self, i):
         t = self.tokens[i]
@@ -265,22 +307,78 @@ class Generator:
     def error(self, i, message):
         raise GeneratorError(f"{self.where(i)}: {message}")
 
+    # --- token helpers ------------------------------------------------------
+
+    def is_attribute(self, i):
+        return is_attribute_start(self.tokens, i)
+
+    def close_of(self, i):
+        if i not in self.match:
+            raise GeneratorError(f"{self.where(i)}: unbalanced {self.tokens[i].text!r}")
+        return self.match[i]
+
+    def attribute_items_at(self, i):
+        return attribute_items(self.text, self.tokens, i)
+
+    def angle_close(self, i):
+        return matching_angle(self.tokens, i)
+
+    def angle_open(self, i):
+        return matching_angle(self.tokens, i, -1)
+
+    def angle_depth_zero(self, s, j):
+        depth = 0
+        for k in range(s, j):
+            text = self.tokens[k].text
+            if text == "<":
+                depth += 1
+            elif text == ">" and depth:
+                depth -= 1
+        return depth == 0
+
+    # --- strict-mode checks that need the whole file -------------------------
+
+    def _check_includes(self):
+        """MSL has no C++ standard library (B-10): a system header entered from
+        shader code (flag 3 on the preprocessor's line marker) is an error at
+        the #include line. The shim's own headers are empty while scanning."""
+        file, line = "<input>", 1
+        for text in self.text.splitlines():
+            marker = SYSTEM_MARKER_RE.match(text)
+            if marker:
+                new_line, name, flags = int(marker.group(1)), marker.group(2), marker.group(3).split()
+                if "1" in flags and "3" in flags and file not in ("<command-line>", "<built-in>", "<input>") \
+                        and not os.path.abspath(name).startswith(SHIM_INCLUDE):
+                    header = os.path.basename(name)
+                    self.rule_errors.items.append((file, line - 1, (
+                        f"{file}:{line - 1}: error: '{header}' file not found: MSL has no C++ standard library, "
+                        f"only Metal's <metal_*> headers [MSL rule B-10]")))
+                    return
+                file, line = name, new_line
+                continue
+            line += 1
+
     # --- the walk -----------------------------------------------------------
 
     def run(self):
         tokens = self.tokens
-        # One entry per open brace: ("namespace", names) for namespaces and
-        # extern "C" blocks (names empty), ("class", []) or ("block", []).
-        scopes: list[tuple[str, list[str]]] = []
+        if self.strict:
+            self._check_includes()
+        self._find_address_space_overloads()
+        # One Scope per open brace: namespaces and extern "C" blocks, classes,
+        # function bodies (kernels flagged) and other blocks.
+        scopes: list[Scope] = []
         statement_start = 0
         i = 0
         while i < len(tokens):
             t = tokens[i]
-            at_namespace_scope = all(kind == "namespace" for kind, _ in scopes)
+            at_namespace_scope = all(s.kind == "namespace" for s in scopes)
             if t.kind == "directive":
                 statement_start = i + 1
                 i += 1
                 continue
+            if self.strict:
+                _rules.check_tokens(self, i, self.metal_version)
             if t.text == "namespace" and at_namespace_scope and i == statement_start:
                 j = i + 1
                 names = []
@@ -291,19 +389,12 @@ class Generator:
                 if tokens[j].text != "{":  # a namespace alias
                     i = j
                     continue
-                scopes.append(("namespace", names))
+                scopes.append(Scope("namespace", names))
                 i = j + 1
                 statement_start = i
                 continue
             if t.text == "{":
-                first = tokens[statement_start].text
-                if first == "extern" and tokens[i - 1].kind == "str":
-                    scopes.append(("namespace", []))
-                elif first in ("struct", "class", "union", "enum") or (
-                        first == "template" and self._has_class_key(statement_start, i)):
-                    scopes.append(("class", []))
-                else:
-                    scopes.append(("block", []))
+                scopes.append(self._open_scope(scopes, statement_start, i))
                 i += 1
                 statement_start = i
                 continue
@@ -315,10 +406,13 @@ class Generator:
                 statement_start = i
                 continue
             if t.text == ";":
+                if self.strict and at_namespace_scope:
+                    _rules.check_program_scope_statement(self, statement_start, i)
                 i += 1
                 statement_start = i
                 continue
-            namespace = [name for kind, names in scopes if kind == "namespace" for name in names]
+            namespace = [name for s in scopes if s.kind == "namespace" for name in s.names]
+            function = next((s for s in reversed(scopes) if s.kind == "function"), None)
             if at_namespace_scope:
                 if t.text == "template" and i == statement_start and tokens[i + 1].text != "<":
                     i = self._instantiation(i, namespace)
@@ -327,14 +421,22 @@ class Generator:
                 if t.text == "constant" and i == statement_start:
                     self._program_constant(i, namespace)
                 if (t.text == "kernel" and t.kind == "id") or (
-                        is_attribute_start(tokens, i) and any(
-                            name == "kernel" for name, _ in attribute_items(self.text, tokens, i))):
+                        self.is_attribute(i) and any(name == "kernel" for name, _ in self.attribute_items_at(i))):
                     self._kernel_definition(i, statement_start, namespace)
-            elif t.text == "threadgroup" and i == statement_start and scopes[-1][0] == "block":
-                self._threadgroup_declaration(i)
-            if is_attribute_start(tokens, i):
-                end = attribute_end(tokens, i)
-                items = attribute_items(self.text, tokens, i)
+            elif i == statement_start and scopes[-1].kind in ("function", "block", "class"):
+                i = self._statement(i, scopes, function)
+                if i != statement_start:
+                    statement_start = i
+                    continue
+            if t.kind == "id" and t.text in self.overloaded and self._is_call(i):
+                self._resolve_overloaded_call(i, scopes)
+            if t.text == "constant" and t.kind == "id":
+                self._constant_keyword(i)
+            if self.is_attribute(i):
+                end = self.close_of(i)
+                items = self.attribute_items_at(i)
+                if self.strict and function is not None and any(n == "function_constant" for n, _ in items):
+                    self.rule_errors.add(i, "function constants are program-scope constant variables", "E-1")
                 if not all(name in STANDARD_ATTRIBUTES for name, _ in items):
                     self.edits.replace(tokens[i].start, tokens[end].end, " ", self.text)
                 i = end + 1
@@ -346,6 +448,269 @@ class Generator:
             i += 1
         if scopes:
             self.error(len(tokens) - 1, "unbalanced '{'")
+        if self.rule_errors.items:
+            raise GeneratorError("the file breaks rules of the Metal Shading Language (strict mode; "
+                                 "compile with strict=False only for code that is knowingly not MSL):\n"
+                                 + self.rule_errors.report())
+
+    # --- scopes, statements and functions -----------------------------------
+
+    def _open_scope(self, scopes, start, brace):
+        tokens = self.tokens
+        first = tokens[start].text
+        if first == "extern" and tokens[brace - 1].kind == "str":
+            return Scope("namespace", [])
+        if first in ("struct", "class", "union", "enum") or (
+                first == "template" and self._has_class_key(start, brace)):
+            if self.strict:
+                _rules.check_class_head(self, start, brace)
+            return Scope("class", [])
+        if scopes and scopes[-1].kind not in ("namespace", "class"):
+            return Scope("block", [])
+        head = self._function_head(start, brace)
+        if head is None:
+            return Scope("block", [])
+        name_at, open_at, close_at = head
+        is_kernel = any(tokens[k].text == "kernel" and tokens[k].kind == "id" for k in range(start, open_at)) or any(
+            self.is_attribute(k) and any(n == "kernel" for n, _ in self.attribute_items_at(k))
+            for k in range(start, open_at))
+        scope = Scope("function", [], kernel=is_kernel)
+        for s, e in split_top_level(tokens, open_at + 1, close_at):
+            if s == e or (e - s == 1 and tokens[s].text == "void"):
+                continue
+            p = _rules.parse_parameter(self, s, e)
+            if self.strict:
+                _rules.check_parameter(self, p, is_kernel)
+            if p.name is not None:
+                scope.variables[p.name] = p.space if p.indirect else None
+        if scopes and scopes[-1].kind == "class":
+            self._member_address_space(scopes[-1], start, name_at, open_at, close_at, brace)
+        return scope
+
+    def _function_head(self, start, brace):
+        """(name index, '(' index, ')' index) of the function whose body opens
+        at tokens[brace], or None if the statement is not a function head."""
+        tokens = self.tokens
+        j = start
+        if tokens[j].text == "template" and j + 1 < brace and tokens[j + 1].text == "<":
+            j = self.angle_close(j + 1) + 1
+        while j < brace:
+            t = tokens[j]
+            if t.text == "=":
+                return None
+            if self.is_attribute(j):
+                j = self.close_of(j) + 1
+                continue
+            if t.text == "(":
+                prev = tokens[j - 1]
+                close = self.close_of(j)
+                if prev.text == "operator":
+                    j = close + 1  # the name operator()
+                    continue
+                named = prev.kind == "id" and prev.text not in FUNCTION_LIKE_KEYWORDS
+                operator = any(tokens[k].text == "operator" for k in range(max(start, j - 3), j))
+                if named or operator or prev.text == ">":
+                    tail = [tokens[k].text for k in range(close + 1, brace)]
+                    if tail and tail[0] not in ("const", "->", ":", "[", "noexcept", "override", "final",
+                                                "mutable", "&", "&&") + ADDRESS_SPACES:
+                        return None
+                    name_at = j - 1
+                    if prev.text == ">":
+                        name_at = self.angle_open(j - 1) - 1
+                    return name_at, j, close
+                j = close + 1
+                continue
+            j += 1
+        return None
+
+    def _statement(self, i, scopes, function):
+        """Declarations at the start of a statement in a function, block or
+        class: threadgroup variables (rewritten in kernels), and the address
+        space rules of locals and members. Returns where the walk goes on."""
+        tokens = self.tokens
+        t = tokens[i]
+        scope = scopes[-1]
+        if t.text == "threadgroup" and scope.kind != "class":
+            if self._is_threadgroup_object(i):
+                if function is not None and function.kernel:
+                    name = self._threadgroup_declaration(i)
+                    scope.variables.update({n: "threadgroup" for n in name})
+                elif self.strict:
+                    self.rule_errors.add(i, "variables in the threadgroup address space cannot be declared in a "
+                                            "non-qualified function (declare them in the kernel and pass "
+                                            "threadgroup pointers to helpers)", "A-2")
+                else:
+                    self._threadgroup_declaration(i)
+                return i
+        if self.strict and t.text == "static" and scope.kind != "class" and tokens[i + 1].text not in (
+                "constant", "constexpr", "static_assert"):
+            self.rule_errors.add(i, "variables in function scope cannot be declared static", "B-11")
+        end = i
+        while end < len(tokens) and tokens[end].text not in (";", "{", "}", "(", ")"):
+            end += 1
+        declaration = _rules.local_declaration(self, i, min(end + 1, len(tokens)))
+        if declaration is None:
+            return i
+        space, indirect, name_at = declaration
+        scope.variables[tokens[name_at].text] = space if indirect else None
+        if not self.strict:
+            return i
+        if indirect and space is None:
+            kind = "reference" if any(tokens[k].text in ("&", "&&") for k in range(i, name_at)) else "pointer"
+            self.rule_errors.add(i, f"{kind} type must have explicit address space qualifier", "A-4")
+        elif space is not None and space != "thread" and not indirect:
+            if scope.kind == "class":
+                if not any(tokens[k].text == "static" for k in range(i, name_at)):  # static members: constant data
+                    self.rule_errors.add(i, "field may not be qualified with an address space", "A-9")
+            elif space != "constant":  # constant locals: Apple's verdict unverified
+                self.rule_errors.add(i, "automatic variable qualified with an address space", "A-7")
+        return i
+
+    def _is_threadgroup_object(self, i):
+        """`threadgroup T name[N];` declares storage; `threadgroup T* p` and
+        `threadgroup T& r` declare pointers and references."""
+        tokens = self.tokens
+        end = i
+        depth = 0
+        while not (tokens[end].text == ";" and depth == 0):
+            if tokens[end].text in "([{":
+                depth += 1
+            elif tokens[end].text in ")]}":
+                depth -= 1
+            end += 1
+        for s, e in split_top_level(tokens, i + 1, end):
+            bounds = next((j for j in range(s, e) if tokens[j].text == "["), e)
+            if any(tokens[j].text in ("*", "&", "&&", "(", "=") for j in range(s, bounds)):
+                return False
+        return True
+
+    # --- address spaces that C++ cannot see ---------------------------------
+
+    def _find_address_space_overloads(self):
+        """MSL may overload a function on address spaces (`f(const device T*)`
+        beside `f(const threadgroup T*)`), as Apple's own headers do; with the
+        keywords compiled away the two are one C++ signature. C++ cannot carry
+        an address space in a type without breaking valid MSL (MSL_RULES.md:
+        real address spaces reject struct copies out of device memory), so the
+        generator resolves these overloads itself: each definition of such a
+        set gets a name that spells its address spaces, and each call takes
+        the one whose spaces match the arguments' declared spaces (the
+        variable an argument is built from, or a cast's address space). A call
+        it cannot decide is an error, never a silent pick."""
+        tokens = self.tokens
+        groups: dict[tuple, list] = {}
+        for j, t in enumerate(tokens):
+            if t.text != "(" or t.kind != "punct" or j == 0 or tokens[j - 1].kind != "id":
+                continue
+            if tokens[j - 1].text in FUNCTION_LIKE_KEYWORDS or j not in self.match:
+                continue
+            close = self.match[j]
+            k = close + 1
+            while k < len(tokens) and (tokens[k].text in ("const",) + ADDRESS_SPACES):
+                k += 1
+            if k >= len(tokens) or tokens[k].text != "{":
+                continue
+            params = [_rules.parse_parameter(self, s, e) for s, e in split_top_level(tokens, j + 1, close)
+                      if not (s == e or (e - s == 1 and tokens[s].text == "void"))]
+            if not any(p.space for p in params):
+                continue
+            erased = tuple(" ".join(w for w in p.type_text.split() if w not in ADDRESS_SPACES) for p in params)
+            spaces = tuple(p.space if p.indirect else None for p in params)
+            groups.setdefault((tokens[j - 1].text, erased), []).append((spaces, j - 1))
+        for (name, _), members in groups.items():
+            if len({spaces for spaces, _ in members}) < 2:
+                continue
+            for spaces, name_at in members:
+                self.overloaded.setdefault(name, []).append((spaces, name_at))
+                self.edits.replace(tokens[name_at].start, tokens[name_at].end, overload_name(name, spaces),
+                                   self.text)
+        self.overload_definitions = {at for members in self.overloaded.values() for _, at in members}
+
+    def _is_call(self, i):
+        tokens = self.tokens
+        if i in self.overload_definitions or i + 1 >= len(tokens):
+            return False
+        if tokens[i - 1].text in (".", "->"):
+            return False
+        j = i + 1
+        if tokens[j].text == "<":
+            try:
+                j = self.angle_close(j) + 1
+            except GeneratorError:
+                return False
+        return j < len(tokens) and tokens[j].text == "("
+
+    def _resolve_overloaded_call(self, i, scopes):
+        tokens = self.tokens
+        j = i + 1
+        if tokens[j].text == "<":
+            j = self.angle_close(j) + 1
+        close = self.close_of(j)
+        args = [self._argument_space(s, e, scopes) for s, e in split_top_level(tokens, j + 1, close)]
+        patterns = {spaces for spaces, _ in self.overloaded[tokens[i].text] if len(spaces) == len(args)}
+        viable = {p for p in patterns if all(want is None or got is None or want == got
+                                              for want, got in zip(p, args))}
+        if len(viable) == 1:
+            spaces = viable.pop()
+            self.edits.replace(tokens[i].start, tokens[i].end, overload_name(tokens[i].text, spaces), self.text)
+        elif len(viable) > 1:
+            self.error(i, f"the simulator cannot tell which address-space overload of '{tokens[i].text}' this call "
+                          "needs: pass a variable declared with its address space (device, constant, threadgroup, "
+                          "thread) or cast the argument to one")
+
+    def _argument_space(self, s, e, scopes):
+        tokens = self.tokens
+        for k in range(s, e):
+            if tokens[k].text in ADDRESS_SPACES and tokens[k].kind == "id":
+                return tokens[k].text  # a cast names it
+        for k in range(s, e):
+            if tokens[k].kind == "id" and (k == s or tokens[k - 1].text not in (".", "->", "::")):
+                for scope in reversed(scopes):
+                    if tokens[k].text in scope.variables:
+                        return scope.variables[tokens[k].text]
+        return None
+
+    def _member_address_space(self, class_scope, start, name_at, open_at, close_at, brace):
+        """Member functions qualified by the address space of `this` (`S(T x)
+        thread`, `S(T x) device`, as MLX's complex64_t has): in C++ they are
+        one function, so the first definition is kept without its qualifier
+        and later ones with the same signature are dropped."""
+        tokens = self.tokens
+        tail_end = brace
+        for k in range(close_at + 1, brace):
+            if tokens[k].text in (":", "->"):
+                tail_end = k
+                break
+        qualifiers = [k for k in range(close_at + 1, tail_end) if tokens[k].text in ADDRESS_SPACES]
+        if not qualifiers:
+            return
+        head = " ".join(tokens[k].text for k in range(start, name_at + 1) if tokens[k].text not in ADDRESS_SPACES)
+        params = " ".join(tokens[k].text for k in range(open_at, close_at + 1) if tokens[k].text not in ADDRESS_SPACES)
+        rest = " ".join(tokens[k].text for k in range(close_at + 1, tail_end) if tokens[k].text not in ADDRESS_SPACES)
+        key = (id(class_scope), head, params, rest)
+        if key in self.members:
+            self.edits.replace(tokens[start].start, tokens[self.close_of(brace)].end, " ", self.text)
+            return
+        self.members[key] = start
+        for k in qualifiers:
+            self.edits.replace(tokens[k].start, tokens[k].end, " ", self.text)
+
+    def _constant_keyword(self, i):
+        """`constant` is read-only memory (A-6): it becomes `const`, or goes
+        away where the declaration already says const (`const constant T&`,
+        MLX's `static constant constexpr const`). After a member function's
+        parameter list it qualifies `this` and _member_address_space drops it."""
+        tokens = self.tokens
+        if tokens[i - 1].text == ")" or (tokens[i - 1].text == "const" and tokens[i - 2].text == ")"):
+            return
+        specifiers = {"const", "volatile", "static", "constexpr", "inline", "METAL_FUNC", "typename", "thread"}
+        has_const = False
+        for step in (-1, 1):
+            k = i + step
+            while 0 <= k < len(tokens) and tokens[k].text in specifiers:
+                has_const = has_const or tokens[k].text == "const"
+                k += step
+        self.edits.replace(tokens[i].start, tokens[i].end, " " if has_const else "const", self.text)
 
     def _has_class_key(self, start, end):
         close = matching_angle(self.tokens, start + 1) if self.tokens[start + 1].text == "<" else start
@@ -371,9 +736,13 @@ class Generator:
             return  # a declaration
         params = []
         buffer_index = 0
-        for s, e in split_top_level(tokens, j + 1, close):
-            if s == e or (e - s == 1 and tokens[s].text == "void"):
-                continue
+        parts = [(s, e) for s, e in split_top_level(tokens, j + 1, close)
+                 if not (s == e or (e - s == 1 and tokens[s].text == "void"))]
+        if self.strict:
+            _rules.check_kernel_signature(self, i, j - 1, [_rules.parse_parameter(self, s, e) for s, e in parts])
+            if len(self.kernels.get(name, ())) and any(k.namespace == namespace for k in self.kernels[name]):
+                self.rule_errors.add(j - 1, f"kernel function '{name}' cannot be overloaded", "B-18")
+        for s, e in parts:
             params.append(self._param(s, e, buffer_index))
             if params[-1].kind == "buffer":
                 buffer_index += 1
@@ -395,9 +764,7 @@ class Generator:
                     return Param("threadgroup", arg)
                 if name in POSITIONS:
                     return Param("position", POSITIONS[name])
-                if name == "grid_origin":
-                    return Param("position", None)
-                if name in ("stage_in", "texture", "sampler", "user", "payload", "mesh", "amplification_id"):
+                if name in ("stage_in", "grid_origin", "grid_size", "texture", "sampler", "user", "payload", "mesh", "amplification_id"):
                     self.error(j, f"[[{name}]] arguments are not supported by the simulator")
         return Param("buffer", str(unattributed_index))
 
@@ -436,6 +803,10 @@ class Generator:
         if not candidates:
             self.error(i, f"host_name(\"{host_name}\") instantiates {base!r}, which is not a kernel defined before it")
         kernel = next((k for k in candidates if k.namespace == namespace), candidates[-1])
+        if host_name in self.host_names:
+            self.error(i, f"host_name(\"{host_name}\") is already the name of another kernel (line "
+                          f"{self.tokens[self.host_names[host_name]].line}) [MSL rule D-7]")
+        self.host_names[host_name] = i
         self.entries.append(Entry(host_name, target, namespace, kernel))
         return end + 1
 
@@ -453,12 +824,7 @@ class Generator:
             end += 1
         declarators = split_top_level(tokens, i + 1, end)
         first_s, first_e = declarators[0]
-        # Pointers and references to threadgroup memory keep their meaning
-        # (looking only before any array bounds, which may multiply).
-        for s, e in declarators:
-            bounds = next((j for j in range(s, e) if tokens[j].text == "["), e)
-            if any(tokens[j].text in ("*", "&", "&&", "(", "=") for j in range(s, bounds)):
-                return
+        names = []
         name_at = self._declarator_name(first_s, first_e)
         type_text = source_text(self.text, tokens, first_s, name_at)
         out = []
@@ -467,6 +833,7 @@ class Generator:
             if tokens[at].kind != "id":
                 self.error(at, "cannot read this threadgroup declaration")
             name = tokens[at].text
+            names.append(name)
             dims = source_text(self.text, tokens, at + 1, e)
             self.counter += 1
             alias = f"__qmetal_tg_{self.counter}_t"
@@ -475,6 +842,7 @@ class Generator:
                        f"{alias}& {name} = *static_cast<{alias}*>(::qmetal_sim::runtime->threadgroup_variable("
                        f"&{key}, sizeof({alias}), alignof({alias})));")
         self.edits.replace(tokens[i].start, tokens[end].end, " ".join(out), self.text)
+        return names
 
     def _declarator_name(self, s, e):
         j = e
@@ -498,6 +866,15 @@ class Generator:
             type_text = source_text(self.text, tokens, i + 1, name_at)
             name = tokens[name_at].text
             index = items["function_constant"]
+            if self.strict:
+                value = _rules.evaluate_index(index)
+                if tokens[name_at].text == "]":
+                    self.rule_errors.add(i, "a function constant is a scalar or a vector, not an array", "E-1")
+                if any(tokens[j].text == "=" for j in range(attribute, end)):
+                    self.rule_errors.add(i, "a function constant cannot have an initializer", "E-1")
+                if value is not None and not 0 <= value <= _rules.MAX_FUNCTION_CONSTANT_INDEX:
+                    self.rule_errors.add(i, f"function constant index {value} is out of range 0.."
+                                            f"{_rules.MAX_FUNCTION_CONSTANT_INDEX}", "E-1")
             body = (f"static constexpr uint32_t index = {index}; operator {type_text}() const "
                     f"{{ return ::qmetal_sim::function_constant<{type_text}>(index); }} bool defined() const "
                     f"{{ return ::qmetal_sim::function_constant_defined<{type_text}>(index); }}")
@@ -540,8 +917,6 @@ class Generator:
                 elif p.kind == "threadgroup":
                     args.append(f"::qmetal_sim::ThreadgroupArg{{threadgroup_args[{p.expr}]}}")
                     threadgroups.append(f"uint32_t({p.expr})")
-                elif p.expr is None:
-                    args.append("::qmetal_sim::position_zero()")
                 else:
                     args.append(f"::qmetal_sim::position({p.expr})")
             open_ns = "".join(f"namespace {name} {{ " for name in entry.namespace)
@@ -576,6 +951,36 @@ class Generator:
 LINE_MARKER_LINE_RE = re.compile(r'^[ \t]*#\s*(\d+)\s+"((?:\\.|[^"\\])*)"[^\n]*$', re.MULTILINE)
 
 
+def overload_name(name, spaces):
+    """The C++ name of one member of an address-space overload set."""
+    return f"{name}__qmetal_as_" + "_".join(space or "value" for space in spaces)
+
+
+# After the prelude, so the shim's own code may use these words: whatever
+# the generator's rules miss, the compiler refuses (MSL spec 1.5.4, 2.1).
+STRICT_PRELUDE = ("#pragma GCC poison double goto typeid dynamic_cast virtual thread_local noexcept wchar_t "
+                  "char16_t char32_t asm main\n")
+
+
+def cxx_flags(cxx_is_clang: bool, strict: bool = True) -> list:
+    """Flags for compiling generated kernels (qmetal.sim.compile and CMake
+    both take them from here). Strict: the MSL features C++ has and MSL has
+    not become errors, and the Mac build's -Wall -Werror applies to shader
+    code; the shim comes in with -isystem so its own code is exempt."""
+    flags = ["-std=c++17", "-fno-strict-aliasing", "-ffp-contract=off", "-Wno-attributes", "-Wno-unknown-pragmas"]
+    if not strict:
+        return flags
+    flags += ["-fno-exceptions", "-fno-rtti", "-Wall", "-Werror", "-Werror=vla", "-Wno-unused-function"]
+    if cxx_is_clang:
+        # Header constants land in the one generated file; -Wall would call them unused.
+        flags += ["-Werror=register", "-Werror=zero-length-array", "-Wno-unused-const-variable",
+                  "-Wno-unused-local-typedef"]
+    else:
+        # g++'s -Wall adds -Wsign-compare in C++ (Apple's clang -Wall does not).
+        flags += ["-Wno-sign-compare", "-Wno-unused-local-typedefs", "-Werror=register"]
+    return flags
+
+
 def cxx_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -598,11 +1003,13 @@ def preprocess(path: str, cxx: str, include_dirs=(), defines=None, source: str |
                   flags=re.MULTILINE)
 
 
-def generate(preprocessed: str, entry_name: str = "qmetal_sim_library", display_name: str = "") -> str:
-    generator = Generator(preprocessed)
+def generate(preprocessed: str, entry_name: str = "qmetal_sim_library", display_name: str = "",
+             strict: bool = True) -> str:
+    generator = Generator(preprocessed, strict=strict)
     generator.run()
     return (f"// Generated by qmetal's simulator from {display_name}; do not edit.\n"
             '#include "qmetal_sim/prelude.h"\n'
+            + (STRICT_PRELUDE if strict else "")
             + generator.source()
             + f'\n#line 1 "{display_name} (entry points)"\n'
             + generator.entry_points(entry_name))
@@ -610,13 +1017,21 @@ def generate(preprocessed: str, entry_name: str = "qmetal_sim_library", display_
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("input")
-    parser.add_argument("output")
+    parser.add_argument("input", nargs="?")
+    parser.add_argument("output", nargs="?")
     parser.add_argument("--cxx", default=os.environ.get("CXX", "c++"))
     parser.add_argument("-I", dest="include", action="append", default=[])
     parser.add_argument("-D", dest="define", action="append", default=[])
     parser.add_argument("--entry", default="qmetal_sim_library")
+    parser.add_argument("--print-cxxflags", action="store_true",
+                        help="print the flags generated kernels compile with (CMake reads them) and exit")
     args = parser.parse_args(argv)
+    if args.print_cxxflags:
+        version = subprocess.run([args.cxx, "--version"], capture_output=True, text=True).stdout.lower()
+        print(";".join(cxx_flags("clang" in version)))
+        return 0
+    if args.input is None or args.output is None:
+        parser.error("input and output are required")
     defines = {}
     for item in args.define:
         name, _, value = item.partition("=")
