@@ -66,7 +66,6 @@ BANNED_WORDS = {
     "try": ("'try' is not supported in Metal", "B-9"),
     "catch": ("'catch' is not supported in Metal", "B-9"),
     "throw": ("'throw' is not supported in Metal", "B-9"),
-    "noexcept": ("'noexcept' is not supported in Metal", "B-4"),
     "double": ("'double' is not supported in Metal", "C-1"),
     "wchar_t": ("'wchar_t' is not a Metal type", "C-5"),
     "char16_t": ("'char16_t' is not a Metal type", "C-5"),
@@ -142,8 +141,10 @@ def parse_parameter(gen, s, e) -> Parameter:
             angle -= 1
         elif angle == 0 and text in ("*", "&", "&&"):
             indirect = True
-    # The name: the last identifier before any array bounds.
+    # The name: the last identifier before any array bounds. An array
+    # parameter is a pointer (`constant const int64_t strides[2]`, MLX's utils.h).
     bounds = next((k for k in kept if tokens[k].text == "["), None)
+    indirect = indirect or bounds is not None
     candidates = [k for k in kept if (bounds is None or k < bounds) and tokens[k].kind == "id"]
     name_at = candidates[-1] if len(candidates) >= 2 else None
     if name_at is not None and tokens[name_at].text in DECL_SPECIFIERS | {"void", "float", "int", "uint", "half",
@@ -262,24 +263,6 @@ def check_tokens(gen, i, metal_version):
         if close + 1 < len(tokens) and tokens[close + 1].text in ("(", "{", "mutable", "->"):
             errors.add(i, "lambda expressions are not supported in Metal (before MSL 3.2; qmetal builds "
                           "with -std=metal3.1)", "B-1")
-
-
-def check_class_head(gen, start, brace):
-    """No derived classes (B-8): `struct B : A {`."""
-    tokens = gen.tokens
-    key = next((k for k in range(start, brace) if tokens[k].text in ("struct", "class")), None)
-    if key is None:
-        return
-    depth = 0
-    for k in range(key, brace):
-        text = tokens[k].text
-        if text == "<":
-            depth += 1
-        elif text == ">" and depth:
-            depth -= 1
-        elif text == ":" and depth == 0:
-            gen.rule_errors.add(k, "derived classes are not supported in Metal", "B-8")
-            return
 
 
 def check_program_scope_statement(gen, start, end):

@@ -130,8 +130,7 @@ QMETAL_SIM_SIMD_BUILTIN_FILL(simd_shuffle_and_fill_up)
   template <class T>                                                                                  \
   T __metal_##name(T x, qmetal_sim::Here here = qmetal_sim::Here()) {                                 \
     if constexpr (qmetal_sim::is_float_v<T>) {                                                        \
-      using Bits = std::conditional_t<sizeof(T) == 2, uint16_t, std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>>; \
-      return metal::as_type<T>(metal::name(metal::as_type<Bits>(x), here));                           \
+      return metal::as_type<T>(metal::name(metal::as_type<qmetal_sim::bits_t<T>>(x), here));         \
     } else {                                                                                          \
       return metal::name(x, here);                                                                    \
     }                                                                                                 \

@@ -93,6 +93,12 @@ QMETAL_SIM_FLOAT1(atan, std::atan(x))
 QMETAL_SIM_FLOAT1(sinh, std::sinh(x))
 QMETAL_SIM_FLOAT1(cosh, std::cosh(x))
 QMETAL_SIM_FLOAT1(tanh, std::tanh(x))
+QMETAL_SIM_FLOAT1(asinh, std::asinh(x))
+QMETAL_SIM_FLOAT1(acosh, std::acosh(x))
+QMETAL_SIM_FLOAT1(atanh, std::atanh(x))
+QMETAL_SIM_FLOAT1(sinpi, std::sin(double(x) * M_PI))
+QMETAL_SIM_FLOAT1(cospi, std::cos(double(x) * M_PI))
+QMETAL_SIM_FLOAT1(tanpi, std::tan(double(x) * M_PI))
 QMETAL_SIM_FLOAT1(erf, std::erf(x))
 QMETAL_SIM_FLOAT1(floor, std::floor(x))
 QMETAL_SIM_FLOAT1(ceil, std::ceil(x))
@@ -125,6 +131,7 @@ QMETAL_SIM_FLOAT2(copysign, std::copysign(x, y))
 QMETAL_SIM_FLOAT2(atan2, std::atan2(x, y))
 QMETAL_SIM_FLOAT2(step, y < x ? C(0) : C(1))
 QMETAL_SIM_FLOAT2(divide, x / y)
+QMETAL_SIM_FLOAT2(fdim, x > y ? x - y : std::isnan(x) || std::isnan(y) ? x + y : C(0))
 #undef QMETAL_SIM_FLOAT2
 
 template <class T, std::enable_if_t<detail::is_float_or_vec_v<T>, int> = 0>
@@ -134,6 +141,47 @@ T fma(const T& a, const T& b, const T& c) {
     using C = qmetal_sim::compute_t<E>;
     return E(std::fma(C(x), C(y), C(z)));
   });
+}
+
+// The next value of x's own type (half, bfloat, float) towards y.
+template <class T, std::enable_if_t<detail::is_float_or_vec_v<T>, int> = 0>
+T nextafter(const T& a, const T& b) {
+  using E = detail::element_t<T>;
+  return detail::map2(a, b, [](E x, E y) {
+    using C = qmetal_sim::compute_t<E>;
+    using Bits = qmetal_sim::bits_t<E>;
+    const C cx = C(x), cy = C(y);
+    if (std::isnan(cx) || std::isnan(cy)) return E(cx + cy);
+    if (cx == cy) return y;
+    if (cx == C(0)) return as_type<E>(Bits(cy < C(0) ? (Bits(1) << (8 * sizeof(E) - 1)) | 1u : 1u));
+    const Bits bits = as_type<Bits>(x);
+    return as_type<E>(Bits((cx < cy) == (cx > C(0)) ? bits + 1u : bits - 1u));
+  });
+}
+
+// The three-argument forms: fmax3(x, y, z) is fmax(fmax(x, y), z); the
+// median ignores NaN as fmin and fmax do.
+template <class T, std::enable_if_t<detail::is_float_or_vec_v<T>, int> = 0>
+T fmax3(const T& x, const T& y, const T& z) {
+  return fmax(fmax(x, y), z);
+}
+template <class T, std::enable_if_t<detail::is_float_or_vec_v<T>, int> = 0>
+T fmin3(const T& x, const T& y, const T& z) {
+  return fmin(fmin(x, y), z);
+}
+template <class T, std::enable_if_t<detail::is_float_or_vec_v<T>, int> = 0>
+T fmedian3(const T& x, const T& y, const T& z) {
+  return fmax(fmin(x, y), fmin(fmax(x, y), z));
+}
+
+// ldexp(x, k) = x * 2^k and frexp(x, e): x = m * 2^e with 0.5 <= |m| < 1.
+template <class T, std::enable_if_t<qmetal_sim::is_float_v<T>, int> = 0>
+T ldexp(T x, int k) {
+  return T(std::ldexp(qmetal_sim::compute_t<T>(x), k));
+}
+template <class T, std::enable_if_t<qmetal_sim::is_float_v<T>, int> = 0>
+T frexp(T x, int& exponent) {
+  return T(std::frexp(qmetal_sim::compute_t<T>(x), &exponent));
 }
 
 template <class T, std::enable_if_t<detail::is_float_or_vec_v<T>, int> = 0>
@@ -175,6 +223,19 @@ T clamp(const T& x, const T& lo, const T& hi) {
 template <class T, int N>
 vec<T, N> clamp(const vec<T, N>& x, T lo, T hi) {
   return clamp(x, vec<T, N>(lo), vec<T, N>(hi));
+}
+
+template <class T, std::enable_if_t<detail::is_arith_or_vec_v<T>, int> = 0>
+T max3(const T& x, const T& y, const T& z) {
+  return max(max(x, y), z);
+}
+template <class T, std::enable_if_t<detail::is_arith_or_vec_v<T>, int> = 0>
+T min3(const T& x, const T& y, const T& z) {
+  return min(min(x, y), z);
+}
+template <class T, std::enable_if_t<detail::is_arith_or_vec_v<T>, int> = 0>
+T median3(const T& x, const T& y, const T& z) {
+  return max(min(x, y), min(max(x, y), z));
 }
 
 template <class T, std::enable_if_t<detail::is_arith_or_vec_v<T>, int> = 0>
@@ -300,14 +361,18 @@ T mulhi(T a, T b) {
 #define QMETAL_SIM_MATH_NAMES                                                                             \
   using metal::abs;                                                                                       \
   using metal::acos;                                                                                      \
+  using metal::acosh;                                                                                     \
   using metal::asin;                                                                                      \
+  using metal::asinh;                                                                                     \
   using metal::atan;                                                                                      \
   using metal::atan2;                                                                                     \
+  using metal::atanh;                                                                                     \
   using metal::ceil;                                                                                      \
   using metal::clamp;                                                                                     \
   using metal::copysign;                                                                                  \
   using metal::cos;                                                                                       \
   using metal::cosh;                                                                                      \
+  using metal::cospi;                                                                                     \
   using metal::divide;                                                                                    \
   using metal::dot;                                                                                       \
   using metal::erf;                                                                                       \
@@ -315,20 +380,30 @@ T mulhi(T a, T b) {
   using metal::exp10;                                                                                     \
   using metal::exp2;                                                                                      \
   using metal::fabs;                                                                                      \
+  using metal::fdim;                                                                                      \
   using metal::floor;                                                                                     \
   using metal::fma;                                                                                       \
   using metal::fmax;                                                                                      \
+  using metal::fmax3;                                                                                     \
+  using metal::fmedian3;                                                                                  \
   using metal::fmin;                                                                                      \
+  using metal::fmin3;                                                                                     \
   using metal::fmod;                                                                                      \
   using metal::fract;                                                                                     \
+  using metal::frexp;                                                                                     \
   using metal::isinf;                                                                                     \
   using metal::isnan;                                                                                     \
+  using metal::ldexp;                                                                                     \
   using metal::log;                                                                                       \
   using metal::log10;                                                                                     \
   using metal::log2;                                                                                      \
   using metal::max;                                                                                       \
+  using metal::max3;                                                                                      \
+  using metal::median3;                                                                                   \
   using metal::min;                                                                                       \
+  using metal::min3;                                                                                      \
   using metal::mix;                                                                                       \
+  using metal::nextafter;                                                                                 \
   using metal::pow;                                                                                       \
   using metal::powr;                                                                                      \
   using metal::rint;                                                                                      \
@@ -338,9 +413,11 @@ T mulhi(T a, T b) {
   using metal::sign;                                                                                      \
   using metal::sin;                                                                                       \
   using metal::sinh;                                                                                      \
+  using metal::sinpi;                                                                                     \
   using metal::sqrt;                                                                                      \
   using metal::tan;                                                                                       \
   using metal::tanh;                                                                                      \
+  using metal::tanpi;                                                                                     \
   using metal::trunc;
 
 namespace precise {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "qmetal_sim/atomic.h"
+#include "qmetal_sim/builtins.h"
 #include "qmetal_sim/math.h"
 #include "qmetal_sim/simd.h"
 #include "qmetal_sim/types.h"

@@ -221,6 +221,52 @@ QMETAL_SIM_GROUP_FUNCTIONS(simd, 32u)
 QMETAL_SIM_GROUP_FUNCTIONS(quad, 4u)
 #undef QMETAL_SIM_GROUP_FUNCTIONS
 
+// simd_shuffle_and_fill_down(data, fill, delta, modulo): the group splits
+// into vectors of `modulo` lanes; lane j of a vector reads data from lane
+// j + delta of its vector, or, past the vector's end, fill from lane
+// j + delta - modulo. _up reads data from j - delta, or fill from
+// j - delta + modulo before the vector's start.
+namespace detail {
+template <class T>
+struct DataAndFill {
+  T data, fill;
+};
+template <class T>
+T shuffle_and_fill(T data, T fill, ushort delta, ushort modulo, bool down, qmetal_sim::Here here, const char* op) {
+  const auto l = qmetal_sim::exchange(DataAndFill<T>{data, fill}, here, op);
+  if (modulo == 0 || modulo > qmetal_sim::kSimdWidth || (modulo & (modulo - 1)) != 0 || delta >= modulo)
+    return qmetal_sim::poisoned<T>();  // undefined in MSL
+  const int base = int(l.lane) & ~int(modulo - 1), j = int(l.lane) - base;
+  const int source = down ? j + delta : j - delta;
+  if (source >= 0 && source < int(modulo)) return l.value[base + source].data;
+  return l.value[base + (down ? source - modulo : source + modulo)].fill;
+}
+}  // namespace detail
+
+#define QMETAL_SIM_SHUFFLE_AND_FILL(group, W)                                                                \
+  template <class T>                                                                                          \
+  T group##_shuffle_and_fill_down(T data, T fill, ushort delta, ushort modulo,                               \
+                                  qmetal_sim::Here here = qmetal_sim::Here()) {                               \
+    return detail::shuffle_and_fill(data, fill, delta, modulo, true, here, #group "_shuffle_and_fill_down");  \
+  }                                                                                                           \
+  template <class T>                                                                                          \
+  T group##_shuffle_and_fill_down(T data, T fill, ushort delta, qmetal_sim::Here here = qmetal_sim::Here()) { \
+    return detail::shuffle_and_fill(data, fill, delta, W, true, here, #group "_shuffle_and_fill_down");       \
+  }                                                                                                           \
+  template <class T>                                                                                          \
+  T group##_shuffle_and_fill_up(T data, T fill, ushort delta, ushort modulo,                                 \
+                                qmetal_sim::Here here = qmetal_sim::Here()) {                                 \
+    return detail::shuffle_and_fill(data, fill, delta, modulo, false, here, #group "_shuffle_and_fill_up");   \
+  }                                                                                                           \
+  template <class T>                                                                                          \
+  T group##_shuffle_and_fill_up(T data, T fill, ushort delta, qmetal_sim::Here here = qmetal_sim::Here()) {   \
+    return detail::shuffle_and_fill(data, fill, delta, W, false, here, #group "_shuffle_and_fill_up");        \
+  }
+
+QMETAL_SIM_SHUFFLE_AND_FILL(simd, 32u)
+QMETAL_SIM_SHUFFLE_AND_FILL(quad, 4u)
+#undef QMETAL_SIM_SHUFFLE_AND_FILL
+
 template <class T>
 T simd_broadcast_first(T x, qmetal_sim::Here here = qmetal_sim::Here()) {
   const auto l = qmetal_sim::exchange(x, here, "simd_broadcast_first");

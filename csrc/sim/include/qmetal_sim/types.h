@@ -52,36 +52,30 @@ struct bfloat {
   uint16_t bits;
 
   bfloat() = default;
-  explicit bfloat(float f) : bits(round(f)) {}
+  explicit constexpr bfloat(float f) : bits(round(f)) {}
   template <class U, std::enable_if_t<std::is_arithmetic_v<U> || std::is_same_v<U, half>, int> = 0>
-  explicit bfloat(U u) : bfloat(static_cast<float>(u)) {}
-  operator float() const {
-    uint32_t u = uint32_t(bits) << 16;
-    float f;
-    std::memcpy(&f, &u, sizeof f);
-    return f;
-  }
+  explicit constexpr bfloat(U u) : bfloat(static_cast<float>(u)) {}
+  constexpr operator float() const { return __builtin_bit_cast(float, uint32_t(bits) << 16); }
 
-  friend bfloat operator+(bfloat a, bfloat b) { return bfloat(float(a) + float(b)); }
-  friend bfloat operator-(bfloat a, bfloat b) { return bfloat(float(a) - float(b)); }
-  friend bfloat operator*(bfloat a, bfloat b) { return bfloat(float(a) * float(b)); }
-  friend bfloat operator/(bfloat a, bfloat b) { return bfloat(float(a) / float(b)); }
-  bfloat operator-() const { return from_bits(bits ^ 0x8000); }
-  bfloat& operator+=(bfloat b) { return *this = *this + b; }
-  bfloat& operator-=(bfloat b) { return *this = *this - b; }
-  bfloat& operator*=(bfloat b) { return *this = *this * b; }
-  bfloat& operator/=(bfloat b) { return *this = *this / b; }
+  friend constexpr bfloat operator+(bfloat a, bfloat b) { return bfloat(float(a) + float(b)); }
+  friend constexpr bfloat operator-(bfloat a, bfloat b) { return bfloat(float(a) - float(b)); }
+  friend constexpr bfloat operator*(bfloat a, bfloat b) { return bfloat(float(a) * float(b)); }
+  friend constexpr bfloat operator/(bfloat a, bfloat b) { return bfloat(float(a) / float(b)); }
+  constexpr bfloat operator-() const { return from_bits(uint16_t(bits ^ 0x8000)); }
+  constexpr bfloat& operator+=(bfloat b) { return *this = *this + b; }
+  constexpr bfloat& operator-=(bfloat b) { return *this = *this - b; }
+  constexpr bfloat& operator*=(bfloat b) { return *this = *this * b; }
+  constexpr bfloat& operator/=(bfloat b) { return *this = *this / b; }
 
-  static bfloat from_bits(uint16_t b) {
-    bfloat r;
+  static constexpr bfloat from_bits(uint16_t b) {
+    bfloat r{};
     r.bits = b;
     return r;
   }
 
  private:
-  static uint16_t round(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, sizeof u);
+  static constexpr uint16_t round(float f) {
+    uint32_t u = __builtin_bit_cast(uint32_t, f);
     if ((u & 0x7FFFFFFFu) > 0x7F800000u) return uint16_t((u >> 16) | 0x40);  // NaN stays NaN, quiet
     u += 0x7FFFu + ((u >> 16) & 1u);                                       // to nearest, ties to even
     return uint16_t(u >> 16);
@@ -95,6 +89,10 @@ inline constexpr bool is_float_v =
     std::is_floating_point_v<T> || std::is_same_v<T, half> || std::is_same_v<T, bfloat>;
 template <class T>
 inline constexpr bool is_scalar_v = std::is_arithmetic_v<T> || is_float_v<T>;
+
+// The unsigned integer as wide as T, for work on a float's bit pattern.
+template <class T>
+using bits_t = std::conditional_t<sizeof(T) == 2, uint16_t, std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>>;
 
 // Math on half and bfloat is done in float and rounded back.
 template <class T>
@@ -305,45 +303,48 @@ inline bool any(bool b) { return b; }
 
 // as_type<T>(x): reinterpret the bits; sizes must match.
 template <class T, class U>
-T as_type(const U& u) {
+constexpr T as_type(const U& u) {
   static_assert(sizeof(T) == sizeof(U), "as_type needs types of the same size");
-  T t;
-  std::memcpy(static_cast<void*>(&t), &u, sizeof t);
-  return t;
+  return __builtin_bit_cast(T, u);
 }
 
 // numeric_limits, extended to half and bfloat.
 template <class T>
 struct numeric_limits : std::numeric_limits<T> {};
 
+// Their members are constexpr, as in MSL (MLX's Limits<half> needs that).
 template <>
 struct numeric_limits<half> {
   static constexpr bool is_specialized = true;
+  static constexpr bool is_signed = true;
+  static constexpr bool is_integer = false;
   static constexpr bool has_infinity = true;
   static constexpr bool has_quiet_NaN = true;
   static constexpr int digits = 11;
-  static half min() { return as_type<half>(uint16_t(0x0400)); }
-  static half max() { return as_type<half>(uint16_t(0x7BFF)); }
-  static half lowest() { return as_type<half>(uint16_t(0xFBFF)); }
-  static half epsilon() { return as_type<half>(uint16_t(0x1400)); }
-  static half infinity() { return as_type<half>(uint16_t(0x7C00)); }
-  static half quiet_NaN() { return as_type<half>(uint16_t(0x7E00)); }
-  static half denorm_min() { return as_type<half>(uint16_t(0x0001)); }
+  static constexpr half min() { return __builtin_bit_cast(half, uint16_t(0x0400)); }
+  static constexpr half max() { return __builtin_bit_cast(half, uint16_t(0x7BFF)); }
+  static constexpr half lowest() { return __builtin_bit_cast(half, uint16_t(0xFBFF)); }
+  static constexpr half epsilon() { return __builtin_bit_cast(half, uint16_t(0x1400)); }
+  static constexpr half infinity() { return __builtin_bit_cast(half, uint16_t(0x7C00)); }
+  static constexpr half quiet_NaN() { return __builtin_bit_cast(half, uint16_t(0x7E00)); }
+  static constexpr half denorm_min() { return __builtin_bit_cast(half, uint16_t(0x0001)); }
 };
 
 template <>
 struct numeric_limits<bfloat> {
   static constexpr bool is_specialized = true;
+  static constexpr bool is_signed = true;
+  static constexpr bool is_integer = false;
   static constexpr bool has_infinity = true;
   static constexpr bool has_quiet_NaN = true;
   static constexpr int digits = 8;
-  static bfloat min() { return bfloat::from_bits(0x0080); }
-  static bfloat max() { return bfloat::from_bits(0x7F7F); }
-  static bfloat lowest() { return bfloat::from_bits(0xFF7F); }
-  static bfloat epsilon() { return bfloat::from_bits(0x3C00); }
-  static bfloat infinity() { return bfloat::from_bits(0x7F80); }
-  static bfloat quiet_NaN() { return bfloat::from_bits(0x7FC0); }
-  static bfloat denorm_min() { return bfloat::from_bits(0x0001); }
+  static constexpr bfloat min() { return bfloat::from_bits(0x0080); }
+  static constexpr bfloat max() { return bfloat::from_bits(0x7F7F); }
+  static constexpr bfloat lowest() { return bfloat::from_bits(0xFF7F); }
+  static constexpr bfloat epsilon() { return bfloat::from_bits(0x3C00); }
+  static constexpr bfloat infinity() { return bfloat::from_bits(0x7F80); }
+  static constexpr bfloat quiet_NaN() { return bfloat::from_bits(0x7FC0); }
+  static constexpr bfloat denorm_min() { return bfloat::from_bits(0x0001); }
 };
 
 // The <metal_type_traits> subset kernels use.
@@ -381,6 +382,13 @@ using std::remove_cv_t;
 using std::remove_reference;
 using std::remove_reference_t;
 using std::true_type;
+// The simulator has no address spaces in types: removing one is the identity.
+template <class T>
+struct remove_addrspace {
+  using type = T;
+};
+template <class T>
+using remove_addrspace_t = typename remove_addrspace<T>::type;
 template <class T>
 struct is_floating_point : std::bool_constant<qmetal_sim::is_float_v<std::remove_cv_t<T>>> {};
 template <class T>
