@@ -1010,7 +1010,9 @@ def cxx_flags(cxx_is_clang: bool, strict: bool = True) -> list:
     flags = ["-std=c++17", "-fno-strict-aliasing", "-ffp-contract=off", "-Wno-attributes", "-Wno-unknown-pragmas"]
     if not strict:
         return flags
-    flags += ["-fno-exceptions", "-fno-rtti", "-Wall", "-Werror", "-Werror=vla", "-Wno-unused-function"]
+    # -Wno-unknown-pragmas again after -Wall, which turns it back on (`#pragma METAL internals`).
+    flags += ["-fno-exceptions", "-fno-rtti", "-Wall", "-Werror", "-Werror=vla", "-Wno-unused-function",
+              "-Wno-unknown-pragmas"]
     if cxx_is_clang:
         # Header constants land in the one generated file; -Wall would call them unused.
         flags += ["-Werror=register", "-Werror=zero-length-array", "-Wno-unused-const-variable",

@@ -103,12 +103,13 @@ enum class mem_flags : unsigned {
 };
 inline constexpr mem_flags operator|(mem_flags a, mem_flags b) { return mem_flags(unsigned(a) | unsigned(b)); }
 
-inline void threadgroup_barrier(mem_flags = mem_flags::mem_none, qmetal_sim::Here here = qmetal_sim::Here()) {
+// The flags are required, as in Apple's metal_stdlib (MSL spec 6.9.1).
+inline void threadgroup_barrier(mem_flags, qmetal_sim::Here here = qmetal_sim::Here()) {
   const qmetal::sim::abi::Site site = here.site("threadgroup_barrier");
   qmetal_sim::runtime->barrier(&site);
 }
 
-inline void simdgroup_barrier(mem_flags = mem_flags::mem_none, qmetal_sim::Here here = qmetal_sim::Here()) {
+inline void simdgroup_barrier(mem_flags, qmetal_sim::Here here = qmetal_sim::Here()) {
   qmetal_sim::simd_sync(here, "simdgroup_barrier");
 }
 
@@ -125,87 +126,106 @@ struct simd_vote {
   vote_t active_;
 };
 
+// simd_* and quad_* take integer and floating-point scalars and vectors,
+// except bool, long and ulong (MSL spec 6.9.2, 6.9.3).
+template <class T>
+struct group_element {
+  using type = T;
+};
+template <class T, int N>
+struct group_element<vec<T, N>> {
+  using type = T;
+};
+template <class T>
+inline constexpr bool group_type_ok =
+    !std::is_same_v<typename group_element<T>::type, bool> && !std::is_same_v<typename group_element<T>::type, long> &&
+    !std::is_same_v<typename group_element<T>::type, ulong> &&
+    (std::is_arithmetic_v<typename group_element<T>::type> || std::is_same_v<typename group_element<T>::type, half> ||
+     std::is_same_v<typename group_element<T>::type, bfloat>);
+#define QMETAL_SIM_GROUP_TYPE(T) \
+  static_assert(group_type_ok<T>, "simd/quad functions take integer or floating-point types other than bool, long, ulong")
+
 #define QMETAL_SIM_GROUP_FUNCTIONS(group, W)                                                                 \
   template <class T>                                                                                          \
-  T group##_sum(T x, qmetal_sim::Here here = qmetal_sim::Here()) {                                            \
+  T group##_sum(T x, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::reduce<W>(x, here, #group "_sum", qmetal_sim::Plus<T>());                             \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_product(T x, qmetal_sim::Here here = qmetal_sim::Here()) {                                        \
+  T group##_product(T x, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::reduce<W>(x, here, #group "_product", qmetal_sim::Times<T>());                        \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_min(T x, qmetal_sim::Here here = qmetal_sim::Here()) {                                            \
+  T group##_min(T x, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::reduce<W>(x, here, #group "_min", [](const T& a, const T& b) { return metal::min(a, b); }); \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_max(T x, qmetal_sim::Here here = qmetal_sim::Here()) {                                            \
+  T group##_max(T x, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::reduce<W>(x, here, #group "_max", [](const T& a, const T& b) { return metal::max(a, b); }); \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_and(T x, qmetal_sim::Here here = qmetal_sim::Here()) {                                            \
+  T group##_and(T x, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::reduce<W>(x, here, #group "_and", [](const T& a, const T& b) { return T(a & b); });   \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_or(T x, qmetal_sim::Here here = qmetal_sim::Here()) {                                             \
+  T group##_or(T x, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::reduce<W>(x, here, #group "_or", [](const T& a, const T& b) { return T(a | b); });    \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_xor(T x, qmetal_sim::Here here = qmetal_sim::Here()) {                                            \
+  T group##_xor(T x, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::reduce<W>(x, here, #group "_xor", [](const T& a, const T& b) { return T(a ^ b); });   \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_prefix_inclusive_sum(T x, qmetal_sim::Here here = qmetal_sim::Here()) {                           \
+  T group##_prefix_inclusive_sum(T x, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::prefix<W>(x, here, #group "_prefix_inclusive_sum", qmetal_sim::Plus<T>(), T(0), true); \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_prefix_exclusive_sum(T x, qmetal_sim::Here here = qmetal_sim::Here()) {                           \
+  T group##_prefix_exclusive_sum(T x, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::prefix<W>(x, here, #group "_prefix_exclusive_sum", qmetal_sim::Plus<T>(), T(0), false); \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_prefix_inclusive_product(T x, qmetal_sim::Here here = qmetal_sim::Here()) {                       \
+  T group##_prefix_inclusive_product(T x, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::prefix<W>(x, here, #group "_prefix_inclusive_product", qmetal_sim::Times<T>(), T(1), true); \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_prefix_exclusive_product(T x, qmetal_sim::Here here = qmetal_sim::Here()) {                       \
+  T group##_prefix_exclusive_product(T x, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::prefix<W>(x, here, #group "_prefix_exclusive_product", qmetal_sim::Times<T>(), T(1), false); \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_shuffle(T x, ushort lane, qmetal_sim::Here here = qmetal_sim::Here()) {                           \
+  T group##_shuffle(T x, ushort lane, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::shuffle(x, here, #group "_shuffle", [&](int l) {                                       \
       return lane < W ? int(l & ~int(W - 1)) + lane : int(qmetal_sim::kSimdWidth);                            \
     });                                                                                                       \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_broadcast(T x, ushort lane, qmetal_sim::Here here = qmetal_sim::Here()) {                         \
+  T group##_broadcast(T x, ushort lane, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::shuffle(x, here, #group "_broadcast", [&](int l) {                                     \
       return lane < W ? int(l & ~int(W - 1)) + lane : int(qmetal_sim::kSimdWidth);                            \
     });                                                                                                       \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_shuffle_xor(T x, ushort mask, qmetal_sim::Here here = qmetal_sim::Here()) {                       \
+  T group##_shuffle_xor(T x, ushort mask, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::shuffle(x, here, #group "_shuffle_xor", [&](int l) {                                   \
       return mask < W ? l ^ int(mask) : int(qmetal_sim::kSimdWidth);                                          \
     });                                                                                                       \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_shuffle_up(T x, ushort delta, qmetal_sim::Here here = qmetal_sim::Here()) {                       \
+  T group##_shuffle_up(T x, ushort delta, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::shuffle(x, here, #group "_shuffle_up",                                                 \
                                [&](int l) { return int(l & int(W - 1)) >= delta ? l - delta : -1; });         \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_shuffle_down(T x, ushort delta, qmetal_sim::Here here = qmetal_sim::Here()) {                     \
+  T group##_shuffle_down(T x, ushort delta, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::shuffle(x, here, #group "_shuffle_down",                                               \
                                [&](int l) { return int(l & int(W - 1)) + delta < int(W) ? l + delta : -1; }); \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_shuffle_rotate_up(T x, ushort delta, qmetal_sim::Here here = qmetal_sim::Here()) {                \
+  T group##_shuffle_rotate_up(T x, ushort delta, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::shuffle(x, here, #group "_shuffle_rotate_up", [&](int l) {                             \
       return int(l & ~int(W - 1)) + int((l - delta) & int(W - 1));                                            \
     });                                                                                                       \
   }                                                                                                           \
   template <class T>                                                                                          \
-  T group##_shuffle_rotate_down(T x, ushort delta, qmetal_sim::Here here = qmetal_sim::Here()) {              \
+  T group##_shuffle_rotate_down(T x, ushort delta, qmetal_sim::Here here = qmetal_sim::Here()) { QMETAL_SIM_GROUP_TYPE(T); \
     return qmetal_sim::shuffle(x, here, #group "_shuffle_rotate_down", [&](int l) {                           \
       return int(l & ~int(W - 1)) + int((l + delta) & int(W - 1));                                            \
     });                                                                                                       \
@@ -305,6 +325,8 @@ inline int matrix_col(unsigned lane) { return int((lane / 4 & 2) * 2 + (lane % 2
 template <class T, int Cols, int Rows>
 struct simdgroup_matrix {
   static_assert(Cols == 8 && Rows == 8, "the simulator has 8x8 simdgroup matrices");
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, half> || std::is_same_v<T, bfloat>,
+                "simdgroup_matrix elements are half, float or bfloat (MSL spec 2.4)");
   vec<T, 2> elements;
 
   simdgroup_matrix() = default;
@@ -336,6 +358,7 @@ template <class T, int C, int R, class U>
 void simdgroup_load(simdgroup_matrix<T, C, R>& d, const U* src, ulong elements_per_row = C,
                     ulong2 matrix_origin = ulong2(0, 0), bool transpose_matrix = false,
                     qmetal_sim::Here here = qmetal_sim::Here()) {
+  static_assert(std::is_same_v<std::remove_const_t<U>, T>, "simdgroup_load takes a pointer to the matrix's own element type (MSL spec 6.7)");
   qmetal_sim::simd_sync(here, "simdgroup_load");
   const unsigned lane = qmetal_sim::ids().thread_index_in_simdgroup;
   const long row = detail::matrix_row(lane), col = detail::matrix_col(lane);
@@ -349,6 +372,7 @@ template <class T, int C, int R, class U>
 void simdgroup_store(const simdgroup_matrix<T, C, R>& m, U* dst, ulong elements_per_row = C,
                      ulong2 matrix_origin = ulong2(0, 0), bool transpose_matrix = false,
                      qmetal_sim::Here here = qmetal_sim::Here()) {
+  static_assert(std::is_same_v<std::remove_const_t<U>, T>, "simdgroup_store takes a pointer to the matrix's own element type (MSL spec 6.7)");
   qmetal_sim::simd_sync(here, "simdgroup_store");
   const unsigned lane = qmetal_sim::ids().thread_index_in_simdgroup;
   const long row = detail::matrix_row(lane), col = detail::matrix_col(lane);

@@ -56,6 +56,11 @@ struct bfloat {
   template <class U, std::enable_if_t<std::is_arithmetic_v<U> || std::is_same_v<U, half>, int> = 0>
   explicit constexpr bfloat(U u) : bfloat(static_cast<float>(u)) {}
   constexpr operator float() const { return __builtin_bit_cast(float, uint32_t(bits) << 16); }
+  // bfloat converts implicitly only to float (MSL spec 2.22). For `half h =
+  // b` this exact (deleted) conversion beats float-then-half; templates are
+  // not used for built-in operators, so `b == b` still compares as float.
+  template <class U, std::enable_if_t<std::is_same_v<U, half>, int> = 0>
+  operator U() const = delete;
 
   friend constexpr bfloat operator+(bfloat a, bfloat b) { return bfloat(float(a) + float(b)); }
   friend constexpr bfloat operator-(bfloat a, bfloat b) { return bfloat(float(a) - float(b)); }
