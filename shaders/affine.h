@@ -109,7 +109,7 @@ void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_
       x_sum[m] = 0.0f;
       for (int j = 0; j < kPack; ++j) {
         // aligned: one activation row per threadgroup row of the grid, always in range.
-        xs[m][j] = aligned || m0 + m < M ? float(x[(m0 + m) * K + p * kPack + j]) : 0.0f;
+        xs[m][j] = aligned || m0 + m < M ? float(x[ulong(m0 + m) * K + p * kPack + j]) : 0.0f;
         x_sum[m] += xs[m][j];
         if (aligned) xs[m][j] *= exp2(-float(bits * j));  // pre-scaled for unpack_in_place
       }
@@ -124,8 +124,8 @@ void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_
       } else {
         unpack<bits>(w + ulong(n) * row_bytes, p, q);
       }
-      const float scale = float(scales[n * groups_per_row + g]);
-      const float bias = float(biases[n * groups_per_row + g]);
+      const float scale = float(scales[ulong(n) * groups_per_row + g]);
+      const float bias = float(biases[ulong(n) * groups_per_row + g]);
       for (int m = 0; m < x_rows; ++m) {
         float dot = 0.0f;
         for (int j = 0; j < kPack; ++j) dot += q[j] * xs[m][j];
@@ -136,7 +136,7 @@ void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_
   for (int m = 0; m < x_rows; ++m) {
     for (int r = 0; r < kQmvRowsPerSimdgroup; ++r) {
       const float total = simd_sum(acc[m][r]);
-      if (lane == 0 && (aligned || (m0 + m < M && n0 + r < N))) y[(m0 + m) * N + n0 + r] = T(total);
+      if (lane == 0 && (aligned || (m0 + m < M && n0 + r < N))) y[ulong(m0 + m) * N + n0 + r] = T(total);
     }
   }
 }
@@ -178,11 +178,11 @@ void qvm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
   if (in_range) {
     const uint g = pack * kPack / group_size;
     for (uint k = k_begin + simd_group; k < k_end; k += kQvmSimdgroups) {
-      const float xv = float(x[m * K + k]);
+      const float xv = float(x[ulong(m) * K + k]);
       float q[kPack];
       unpack<bits>(w + ulong(k) * row_bytes, pack, q);
-      const float scale = float(scales[k * groups_per_row + g]);
-      const float bias = float(biases[k * groups_per_row + g]);
+      const float scale = float(scales[ulong(k) * groups_per_row + g]);
+      const float bias = float(biases[ulong(k) * groups_per_row + g]);
       for (int j = 0; j < kPack; ++j) acc[j] += xv * (scale * q[j] + bias);
     }
   }
@@ -192,7 +192,7 @@ void qvm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
     for (int j = 0; j < kPack; ++j) {
       float total = 0.0f;
       for (int s = 0; s < kQvmSimdgroups; ++s) total += partial[(s * kSimdWidth + lane) * kPack + j];
-      y[m * N + pack * kPack + j] = Out(total);
+      y[ulong(m) * N + pack * kPack + j] = Out(total);
     }
   }
 }
@@ -251,7 +251,7 @@ void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
     const uint m = tile_m + load_row;
     for (int j = 0; j < kPack; ++j) {
       const uint k = k0 + load_col + j;
-      xs[load_row * kTileStride + load_col + j] = m < M && k < K ? float(x[m * K + k]) : 0.0f;
+      xs[load_row * kTileStride + load_col + j] = m < M && k < K ? float(x[ulong(m) * K + k]) : 0.0f;
     }
     // transpose: tile row = n, columns = k. Otherwise tile row = k, columns = n.
     const uint w_row = transpose ? tile_n + load_row : k0 + load_row;
@@ -260,7 +260,7 @@ void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
     float q[kPack];
     if (valid) {
       unpack<bits>(w + ulong(w_row) * row_bytes, w_col / kPack, q);
-      const uint g = w_row * groups_per_row + w_col / group_size;
+      const ulong g = ulong(w_row) * groups_per_row + w_col / group_size;
       const float scale = float(scales[g]), bias = float(biases[g]);
       for (int j = 0; j < kPack; ++j) ws[load_row * kTileStride + load_col + j] = scale * q[j] + bias;
     } else {
@@ -275,7 +275,7 @@ void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
   const uint m = tile_m + load_row;
   for (int j = 0; j < kPack; ++j) {
     const uint n = tile_n + load_col + j;
-    if (m < M && n < N) y[m * N + n] = Out(xs[load_row * kTileStride + load_col + j]);
+    if (m < M && n < N) y[ulong(m) * N + n] = Out(xs[load_row * kTileStride + load_col + j]);
   }
 }
 
@@ -322,7 +322,7 @@ void qmm_sorted(constant AffineMatmulArgs& args, const device T* x, const device
       if (n < N) {
         float q[kPack];
         unpack<bits>(we + ulong(n) * row_bytes, (k0 + load_col) / kPack, q);
-        const ulong g = groups_offset + n * groups_per_row + (k0 + load_col) / group_size;
+        const ulong g = groups_offset + ulong(n) * groups_per_row + (k0 + load_col) / group_size;
         const float scale = float(scales[g]), bias = float(biases[g]);
         for (int j = 0; j < kPack; ++j) ws[load_row * kTileStride + load_col + j] = scale * q[j] + bias;
       } else {
@@ -350,7 +350,7 @@ void qmm_sorted(constant AffineMatmulArgs& args, const device T* x, const device
 template <typename T, int group_size, int bits>
 void quantize(constant AffineQuantizeArgs& args, const device T* w, device uint8_t* packed, device T* scales,
               device T* biases, uint index) {
-  if (index >= args.rows * (args.K / group_size)) return;
+  if (index >= ulong(args.rows) * (args.K / group_size)) return;
   const device T* values = w + ulong(index) * group_size;
   float w_max = float(values[0]), w_min = float(values[0]);
   for (int i = 1; i < group_size; ++i) {
@@ -389,11 +389,11 @@ template <typename T, int group_size, int bits>
 void dequantize(constant AffineQuantizeArgs& args, device T* w, const device uint8_t* packed,
                 const device T* scales, const device T* biases, uint index) {
   const uint packs_per_row = args.K / kPack;
-  if (index >= args.rows * packs_per_row) return;
+  if (index >= ulong(args.rows) * packs_per_row) return;
   const uint row = index / packs_per_row, pack = index % packs_per_row;
   float q[kPack];
   unpack<bits>(packed + ulong(row) * args.K * bits / 8, pack, q);
-  const uint g = row * (args.K / group_size) + pack * kPack / group_size;
+  const ulong g = ulong(row) * (args.K / group_size) + pack * kPack / group_size;
   const float scale = float(scales[g]), bias = float(biases[g]);
   for (int j = 0; j < kPack; ++j) {
     const T product = T(scale * q[j]);

@@ -393,14 +393,16 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
 
 namespace detail {
 
-// Plans of the quantize / dequantize kernels: one thread per group / pack.
-DispatchPlan plan_affine_quantize(const Device& device, const BufferPtr& dense, const QuantizedWeight& w,
-                                  bool quantize) {
+// Plans of the quantize / dequantize kernels: one thread per group / pack;
+// none for an empty weight (an empty result, as mlx gives).
+std::vector<DispatchPlan> plan_affine_quantize(const Device& device, const BufferPtr& dense, const QuantizedWeight& w,
+                                               bool quantize) {
   const Shape shape = w.shape();
   qmetal_args::AffineQuantizeArgs args{};
   args.K = checked_u32(shape.back(), "K");
   args.rows = checked_u32(shape_size(shape) / shape.back(), "the rows of w");
   const uint64_t items = uint64_t(args.rows) * (quantize ? args.K / w.group_size : args.K / kPack);
+  if (items == 0) return {};
   DispatchPlan plan;
   plan.kernel = affine_kernel_name(quantize ? "quantize" : "dequantize", w.dtype(), w.group_size, w.bits);
   plan.set_args(args);
@@ -413,7 +415,7 @@ DispatchPlan plan_affine_quantize(const Device& device, const BufferPtr& dense, 
   plan.grid = {ceil_div(items, kQuantizeThreads), 1, 1};
   plan.threadgroup = {kQuantizeThreads, 1, 1};
   plan.validate(device.capabilities());
-  return plan;
+  return {std::move(plan)};
 }
 
 void check_affine_quantize_input(const Buffer& w, int bits, int group_size) {

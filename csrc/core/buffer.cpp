@@ -43,7 +43,7 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* a_name, const
     if (da != db && da != 1 && db != 1) {
       value_error(a_name, ": shape ", shape_str(a), " does not broadcast with ", b_name, "'s ", shape_str(b));
     }
-    out[i] = std::max(da, db);
+    out[i] = da == 1 ? db : da;  // NumPy's rule: 1 broadcasts to anything, 0 included
   }
   return out;
 }

@@ -58,8 +58,15 @@ const GGMLType& ggml_type(std::string_view name) {
 }
 
 size_t GGMLWeight::expected_bytes() const {
-  const int64_t rows = shape_size(shape) / shape.back();
-  return static_cast<size_t>(rows) * (shape.back() / type->block_values) * type->block_bytes;
+  // Shapes come from model files, which are untrusted: a product that wraps
+  // would let a 64-byte buffer pass for an exabyte-sized tensor.
+  const int64_t rows = shape.back() == 0 ? 0 : shape_size(shape) / shape.back();
+  size_t row_bytes = 0, total = 0;
+  if (__builtin_mul_overflow(static_cast<size_t>(shape.back() / type->block_values), type->block_bytes, &row_bytes) ||
+      __builtin_mul_overflow(static_cast<size_t>(rows), row_bytes, &total)) {
+    value_error("shape: ", shape_str(shape), " as ", type->name, " takes more than 2^64 bytes");
+  }
+  return total;
 }
 
 GGMLWeight GGMLWeight::from_buffer(BufferPtr data, std::string_view type_name, Shape shape, size_t offset) {
@@ -178,10 +185,11 @@ bool ggml_gather_prefers_sorted(int64_t rows, int64_t experts) {
 
 namespace detail {
 
-DispatchPlan plan_ggml_dequantize(const Device& device, const GGMLWeight& w, const BufferPtr& out) {
+std::vector<DispatchPlan> plan_ggml_dequantize(const Device& device, const GGMLWeight& w, const BufferPtr& out) {
   qmetal_args::GGMLDequantizeArgs args{};
   args.K = checked_u32(w.shape.back(), "K");
   args.rows = checked_u32(shape_size(w.shape) / w.shape.back(), "the rows of w");
+  if (args.rows == 0) return {};  // an empty weight: an empty result
   DispatchPlan plan;
   plan.kernel = "ggml_dequantize_" + std::string(w.type->kernel_name) + "_" + std::string(dtype_name(out->dtype()));
   plan.set_args(args);
@@ -190,7 +198,7 @@ DispatchPlan plan_ggml_dequantize(const Device& device, const GGMLWeight& w, con
   plan.grid = {ceil_div(uint64_t(args.rows) * (args.K / kChunk), kDequantizeThreads), 1, 1};
   plan.threadgroup = {kDequantizeThreads, 1, 1};
   plan.validate(device.capabilities());
-  return plan;
+  return {std::move(plan)};
 }
 
 }  // namespace detail

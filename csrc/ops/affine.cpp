@@ -24,8 +24,8 @@ void check_activations(const BufferPtr& x, const QuantizedWeight& w) {
 }  // namespace
 
 namespace detail {
-DispatchPlan plan_affine_quantize(const Device& device, const BufferPtr& dense, const QuantizedWeight& w,
-                                  bool quantize);
+std::vector<DispatchPlan> plan_affine_quantize(const Device& device, const BufferPtr& dense, const QuantizedWeight& w,
+                                               bool quantize);
 void check_affine_quantize_input(const Buffer& w, int bits, int group_size);
 }  // namespace detail
 
@@ -38,20 +38,22 @@ QuantizedWeight affine_quantize(const Device& device, const BufferPtr& w, int bi
   groups.back() /= group_size;
   QuantizedWeight q{Buffer::allocate(DType::u32, packed_shape), Buffer::allocate(w->dtype(), groups),
                     Buffer::allocate(w->dtype(), groups), bits, group_size};
-  execute(device, {detail::plan_affine_quantize(device, w, q, true)});
+  execute(device, detail::plan_affine_quantize(device, w, q, true));
   return q;
 }
 
 BufferPtr affine_dequantize(const Device& device, const QuantizedWeight& w) {
   auto dense = Buffer::allocate(w.dtype(), w.shape());
-  execute(device, {detail::plan_affine_quantize(device, dense, w, false)});
+  execute(device, detail::plan_affine_quantize(device, dense, w, false));
   return dense;
 }
 
 BufferPtr affine_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w, bool transpose,
                         const BufferPtr& out, AffineRoute route, Stream* stream) {
   check_activations(x, w);
-  const BufferPtr y = output_buffer(out, x->dtype(), affine_matmul_shape(x->shape(), w, transpose));
+  const BufferPtr y = output_buffer(out, x->dtype(), affine_matmul_shape(x->shape(), w, transpose),
+                                    {input_range("x", x), input_range("w's packed codes", w.packed),
+                                     input_range("w's scales", w.scales), input_range("w's biases", w.biases)});
   run(device, plan_affine_matmul(device, x, w, transpose, y, route), stream);
   return y;
 }
@@ -74,7 +76,10 @@ BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const Q
   Shape shape = batch;
   shape.push_back(xs[xs.size() - 2]);
   shape.push_back(N);
-  const BufferPtr y = output_buffer(out, x->dtype(), shape);
+  const BufferPtr y = output_buffer(out, x->dtype(), shape,
+                                    {input_range("x", x), input_range("w's packed codes", w.packed),
+                                     input_range("w's scales", w.scales), input_range("w's biases", w.biases),
+                                     input_range("lhs_indices", lhs_indices), input_range("rhs_indices", rhs_indices)});
   BufferPtr lhs_flat = broadcast_to(lhs, batch), rhs_flat = broadcast_to(rhs, batch);
   const int64_t matrices = lhs_flat->size();
   const auto* experts = static_cast<const uint32_t*>(rhs_flat->data());

@@ -94,11 +94,36 @@ inline void check_float_activations(const Buffer& x) {
 }
 
 // `out` checked against the result (dtype, shape, writable), or a new buffer.
-inline BufferPtr output_buffer(const BufferPtr& out, DType dtype, const Shape& shape) {
+// Memory an op's kernels read, named for the error when `out` overlaps it.
+struct InputRange {
+  const char* name;
+  const void* begin;
+  size_t bytes;
+};
+
+inline InputRange input_range(const char* name, const BufferPtr& buffer, size_t offset = 0, size_t bytes = SIZE_MAX) {
+  if (!buffer) return {name, nullptr, 0};
+  const size_t available = buffer->nbytes() - std::min(offset, buffer->nbytes());
+  return {name, static_cast<const uint8_t*>(buffer->data()) + offset, std::min(bytes, available)};
+}
+
+// `out` is checked before any work; kernels that write memory they read
+// return garbage, so an overlap with any input is an error.
+inline BufferPtr output_buffer(const BufferPtr& out, DType dtype, const Shape& shape,
+                               std::initializer_list<InputRange> inputs = {}) {
   if (!out) return Buffer::allocate(dtype, shape);
   if (out->dtype() != dtype) type_error("out: expected dtype ", dtype_name(dtype), ", got ", dtype_name(out->dtype()));
   if (out->shape() != shape) value_error("out: expected shape ", shape_str(shape), ", got ", shape_str(out->shape()));
   if (out->readonly()) value_error("out: the buffer is read-only");
+  const auto* begin = static_cast<const uint8_t*>(out->data());
+  const auto* end = begin + out->nbytes();
+  for (const InputRange& input : inputs) {
+    const auto* input_begin = static_cast<const uint8_t*>(input.begin);
+    if (input_begin == nullptr || input.bytes == 0 || out->nbytes() == 0) continue;
+    if (begin < input_begin + input.bytes && input_begin < end) {
+      value_error("out: overlaps ", input.name, "; the kernels would read what they write (pass a separate array)");
+    }
+  }
   return out;
 }
 

@@ -1,6 +1,7 @@
 // The GGML ops: validate, build row lists for stacked weights and MoE, plan, run.
 #include "qmetal/ggml.h"
 
+#include "core/planning.h"
 #include "ops/common.h"
 #include "qmetal/error.h"
 #include "qmetal/ops.h"
@@ -10,7 +11,7 @@ namespace qmetal {
 using namespace ops_detail;
 
 namespace detail {
-DispatchPlan plan_ggml_dequantize(const Device& device, const GGMLWeight& w, const BufferPtr& out);
+std::vector<DispatchPlan> plan_ggml_dequantize(const Device& device, const GGMLWeight& w, const BufferPtr& out);
 }  // namespace detail
 
 namespace {
@@ -25,6 +26,8 @@ void check_activations(const Device& device, const Buffer& x, DType output) {
                dtype_name(output));
   }
 }
+
+InputRange weight_range(const GGMLWeight& w) { return input_range("w", w.data, w.offset, w.expected_bytes()); }
 
 // Output rows z * M + m of matrix z: x row x_matrix[z] * M + m, expert
 // w_matrix[z]; sorted by expert when that pays (or is asked for).
@@ -66,8 +69,9 @@ BufferPtr ggml_matmul(const Device& device, const BufferPtr& x, const GGMLWeight
       value_error("x: with heads_first, expected [heads, M, head_dim] with heads * head_dim = K (", K, "), got ",
                   shape_str(xs));
     }
-    const BufferPtr y = output_buffer(out, output, {xs[1], N});
-    run(device, plan_ggml_matmul(device, x, w, y, static_cast<uint32_t>(xs[1]), static_cast<uint32_t>(xs[2]), route),
+    const BufferPtr y = output_buffer(out, output, {xs[1], N}, {input_range("x", x), weight_range(w)});
+    run(device, plan_ggml_matmul(device, x, w, y, planning::checked_u32(xs[1], "x's M"),
+                                 planning::checked_u32(xs[2], "x's head_dim"), route),
         stream);
     return y;
   }
@@ -78,7 +82,7 @@ BufferPtr ggml_matmul(const Device& device, const BufferPtr& x, const GGMLWeight
   if (ws.size() == 2) {
     Shape shape = xs;
     shape.back() = N;
-    const BufferPtr y = output_buffer(out, output, shape);
+    const BufferPtr y = output_buffer(out, output, shape, {input_range("x", x), weight_range(w)});
     const int64_t M = shape_size(xs) / K;
     if (M > int64_t(UINT32_MAX)) value_error("x: ", M, " rows do not fit 32-bit indices");
     run(device, plan_ggml_matmul(device, x, w, y, static_cast<uint32_t>(M), 0, route), stream);
@@ -91,11 +95,12 @@ BufferPtr ggml_matmul(const Device& device, const BufferPtr& x, const GGMLWeight
   const Indices x_matrices = indices_from(nullptr, x_batch, shape_size(x_batch), "x");
   const Indices w_matrices = indices_from(nullptr, w_batch, shape_size(w_batch), "w");
   const BufferPtr lhs = broadcast_to(x_matrices, batch), rhs = broadcast_to(w_matrices, batch);
-  const uint32_t M = xs.size() >= 2 ? static_cast<uint32_t>(xs[xs.size() - 2]) : 1;
+  const uint32_t M = xs.size() >= 2 ? planning::checked_u32(xs[xs.size() - 2], "x's M") : 1;
+  planning::checked_u32(shape_size(xs) / K, "the rows of x");
   Shape shape = batch;
   if (xs.size() >= 2) shape.push_back(M);
   shape.push_back(N);
-  const BufferPtr y = output_buffer(out, output, shape);
+  const BufferPtr y = output_buffer(out, output, shape, {input_range("x", x), weight_range(w)});
   run_rows(device, x, w, y, static_cast<const uint32_t*>(lhs->data()), static_cast<const uint32_t*>(rhs->data()),
            lhs->size(), M, shape_size(w_batch), route, stream);
   return y;
@@ -117,11 +122,14 @@ BufferPtr ggml_gather_matmul(const Device& device, const BufferPtr& x, const GGM
   const Indices lhs = indices_from(lhs_indices, x_batch, shape_size(x_batch), "lhs_indices");
   const Indices rhs = indices_from(rhs_indices, w_batch, shape_size(w_batch), "rhs_indices");
   const Shape batch = broadcast_shapes(lhs.shape, rhs.shape, "lhs_indices", "rhs_indices");
-  const uint32_t M = static_cast<uint32_t>(xs[xs.size() - 2]);
+  const uint32_t M = planning::checked_u32(xs[xs.size() - 2], "x's M");
+  planning::checked_u32(shape_size(xs) / xs.back(), "the rows of x");
   Shape shape = batch;
   shape.push_back(M);
   shape.push_back(ws[ws.size() - 2]);
-  const BufferPtr y = output_buffer(out, output, shape);
+  const BufferPtr y = output_buffer(out, output, shape,
+                                    {input_range("x", x), weight_range(w), input_range("lhs_indices", lhs_indices),
+                                     input_range("rhs_indices", rhs_indices)});
   const BufferPtr lhs_flat = broadcast_to(lhs, batch), rhs_flat = broadcast_to(rhs, batch);
   run_rows(device, x, w, y, static_cast<const uint32_t*>(lhs_flat->data()),
            static_cast<const uint32_t*>(rhs_flat->data()), lhs_flat->size(), M, shape_size(w_batch), route, stream);
@@ -131,7 +139,7 @@ BufferPtr ggml_gather_matmul(const Device& device, const BufferPtr& x, const GGM
 BufferPtr ggml_dequantize(const Device& device, const GGMLWeight& w, DType output) {
   if (!dtype_is_float(output)) type_error("dtype: expected float32, float16 or bfloat16, got ", dtype_name(output));
   const BufferPtr out = Buffer::allocate(output, w.shape);
-  execute(device, {detail::plan_ggml_dequantize(device, w, out)});
+  execute(device, detail::plan_ggml_dequantize(device, w, out));
   return out;
 }
 

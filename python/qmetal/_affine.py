@@ -55,7 +55,6 @@ class QuantizedWeight:
 
     def __init__(self, native):
         self._native = native
-        self._converted = {}
 
     @classmethod
     def from_arrays(cls, packed, scales, biases, bits=4, group_size=64, *, device=None):
@@ -104,15 +103,15 @@ class QuantizedWeight:
 
     def _with_dtype(self, name, device):
         """The same codes with scales and biases in another float dtype (as
-        MLX casts them for mixed-dtype matmuls); cached."""
+        MLX casts them for mixed-dtype matmuls). Converted on every call, as
+        MLX does: a cached copy would go stale when the shared arrays are
+        updated in place (reloads, LoRA merges); the scales are 1/group_size
+        of the weight, so the conversion is small next to the matmul."""
         if name == self._native.dtype:
             return self._native
-        if name not in self._converted:
-            scales = asbuffer(self.scales.astype(numpy_dtype(name)), device=device)
-            biases = asbuffer(self.biases.astype(numpy_dtype(name)), device=device)
-            self._converted[name] = _core.QuantizedWeight.from_buffers(self._native.packed, scales, biases,
-                                                                       self.bits, self.group_size)
-        return self._converted[name]
+        scales = asbuffer(self.scales.astype(numpy_dtype(name)), device=device)
+        biases = asbuffer(self.biases.astype(numpy_dtype(name)), device=device)
+        return _core.QuantizedWeight.from_buffers(self._native.packed, scales, biases, self.bits, self.group_size)
 
 
 def _device(device):
@@ -166,15 +165,15 @@ def matmul(x, w, transpose: bool = True, out=None, stream=None, *, device=None, 
         if not transpose:
             raise ValueError("transpose: GGML weights are stored [N, K]; only transpose=True applies")
         device, native_stream = _stream_device(stream, device)
-        out_buffer = _out_buffer(out, device, native_stream)
+        out_buffer = _out_buffer(out, device, native_stream, [("x", x), ("w", w.data)])
         result = _ggml.matmul(x, w, device, native_stream, out_buffer, route, dtype, heads_first)
         return _finish(result, out, out_buffer)
     if dtype is not None or heads_first:
         raise ValueError("dtype and heads_first apply to GGML weights; affine results have MLX's promoted dtype")
     _check_weight(w)
     device, native_stream = _stream_device(stream, device)
+    out_buffer = _out_buffer(out, device, native_stream, [("x", x), *_weight_arrays(w)])
     x_buffer, native = _promoted(x, w, device)
-    out_buffer = _out_buffer(out, device, native_stream)
     result = _core.affine_matmul(device, x_buffer, native, transpose, out_buffer, route, native_stream)
     return _finish(result, out, out_buffer)
 
@@ -198,13 +197,21 @@ def _stream_device(stream, device):
     return stream.device, stream._native
 
 
-def _out_buffer(out, device, native_stream):
+def _out_buffer(out, device, native_stream, inputs=()):
+    """``out`` as a Buffer, checked first. ``inputs`` are (name, array) the
+    op reads: an ``out`` sharing memory with any of them is refused (the
+    kernels would read what they write, or a weight would be overwritten)."""
     if out is None:
         return None
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out: expected a NumPy array, got {type(out).__name__}")
     if not out.flags.writeable:
         raise ValueError("out: the array is read-only")
+    for name, value in inputs:
+        if isinstance(value, _core.Buffer):
+            value = np.asarray(value)
+        if isinstance(value, np.ndarray) and np.may_share_memory(out, value):
+            raise ValueError(f"out: shares memory with {name}; pass a separate array")
     buffer = asbuffer(out, device=device)
     if buffer.copied and native_stream is not None:
         raise ValueError("out: with a stream, out must be shareable without a copy (C-contiguous and aligned to "
@@ -234,6 +241,7 @@ def gather_matmul(x, w, lhs_indices=None, rhs_indices=None, transpose: bool = Tr
     (as in mlx; it is checked) and skips the sort.
     """
     device, native_stream = _stream_device(stream, device)
+    index_arrays = [(label, value) for label, value in (("lhs_indices", lhs_indices), ("rhs_indices", rhs_indices))]
     indices = []
     for label, value in (("lhs_indices", lhs_indices), ("rhs_indices", rhs_indices)):
         if value is None:
@@ -246,17 +254,21 @@ def gather_matmul(x, w, lhs_indices=None, rhs_indices=None, transpose: bool = Tr
     if isinstance(w, _ggml.GGMLWeight):
         if not transpose:
             raise ValueError("transpose: GGML weights are stored [N, K]; only transpose=True applies")
-        out_buffer = _out_buffer(out, device, native_stream)
+        out_buffer = _out_buffer(out, device, native_stream, [("x", x), ("w", w.data), *index_arrays])
         result = _ggml.gather_matmul(x, w, indices, device, native_stream, out_buffer, route, dtype)
         return _finish(result, out, out_buffer)
     if dtype is not None:
         raise ValueError("dtype applies to GGML weights; affine results have MLX's promoted dtype")
     _check_weight(w)
+    out_buffer = _out_buffer(out, device, native_stream, [("x", x), *_weight_arrays(w), *index_arrays])
     x_buffer, native = _promoted(x, w, device)
-    out_buffer = _out_buffer(out, device, native_stream)
     result = _core.affine_gather_matmul(device, x_buffer, native, *indices, transpose, bool(sorted_indices),
                                         out_buffer, route, native_stream)
     return _finish(result, out, out_buffer)
+
+
+def _weight_arrays(w):
+    return [("w.packed", w.packed), ("w.scales", w.scales), ("w.biases", w.biases)]
 
 
 def _check_weight(w):

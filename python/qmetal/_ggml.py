@@ -8,6 +8,8 @@ activations' dtype.
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from . import _core
@@ -17,6 +19,21 @@ from ._dtypes import dtype_name, float_activations
 __all__ = ["GGML_TYPE_NAMES", "GGMLWeight"]
 
 GGML_TYPE_NAMES = tuple(row[0] for row in _core.ggml_type_table())
+
+
+def _integers(values, what):
+    """Integral values (Python or NumPy integers); 64.7 is refused, not truncated."""
+    try:
+        items = list(values)
+    except TypeError:
+        raise TypeError(f"{what}: expected a sequence of integers, got {values.__class__.__name__}") from None
+    out = []
+    for value in items:
+        try:
+            out.append(operator.index(value))
+        except TypeError:
+            raise TypeError(f"{what}: expected integers, got {value!r}") from None
+    return tuple(out)
 
 
 class GGMLWeight:
@@ -37,9 +54,15 @@ class GGMLWeight:
             try:
                 raw = np.frombuffer(data, dtype=np.uint8)
             except TypeError:
-                raise TypeError(f"data: expected a uint8 array, bytes or an mmap, got {type(data).__name__}") from None
-        shape = tuple(int(s) for s in shape)
-        self._native = _core.GGMLWeight.from_buffer(asbuffer(raw, device=device), str(type), list(shape), int(offset))
+                raise TypeError(f"data: expected a uint8 array, bytes or an mmap, got {data.__class__.__name__}") \
+                    from None
+        if not isinstance(type, str):
+            raise TypeError(f"type: expected a GGML type name such as 'Q4_K', got {type.__class__.__name__}")
+        shape = _integers(shape, "shape")
+        (offset,) = _integers([offset], "offset")
+        if offset < 0:
+            raise ValueError(f"offset: expected a byte offset >= 0, got {offset}")
+        self._native = _core.GGMLWeight.from_buffer(asbuffer(raw, device=device), type, list(shape), offset)
         self._device = device
 
     @classmethod
