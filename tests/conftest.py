@@ -19,6 +19,21 @@ def pytest_report_header(config):
     return f"qmetal test seed: QMETAL_TEST_SEED={SEED}"
 
 
+def _mlx_references_on_cpu():
+    # MLX references run on the CPU everywhere: on a hosted macOS runner
+    # MLX's default device is the paravirtual GPU, which gives wrong results
+    # (MLX's own CI tests macOS on its CPU backend only), and the CPU is the
+    # reference anyway.
+    try:
+        import mlx.core as mx
+    except ImportError:
+        return
+    mx.set_default_device(mx.cpu)
+
+
+_mlx_references_on_cpu()
+
+
 @pytest.fixture
 def rng(request):
     # One stream per test, so a failure repeats with the seed alone.

@@ -84,6 +84,20 @@ bool backend_available(Backend backend) {
   return r.metal.available != nullptr && r.metal.available();
 }
 
+namespace {
+
+// Why a registered backend is not usable: its create() says (see BackendFactory).
+std::string unavailable_reason(const BackendFactory& factory) {
+  try {
+    factory.create();
+  } catch (const std::exception& error) {
+    return error.what();
+  }
+  return "its device reports itself unavailable";
+}
+
+}  // namespace
+
 DevicePtr get_device(Backend backend) {
   Registry& r = registry();
   if (backend == Backend::sim) {
@@ -92,12 +106,26 @@ DevicePtr get_device(Backend backend) {
     return r.sim_device;
   }
   if (!backend_available(backend)) {
-    value_error("backend: '", backend_name(backend), "' is not available ",
-                r.metal.available ? "on this machine (no Metal GPU)" : "in this build", " (available: 'sim')");
+    if (r.metal.available == nullptr) {
+      value_error("backend: '", backend_name(backend), "' is not available in this build (available: 'sim')");
+    }
+    value_error("backend: '", backend_name(backend), "' is not available on this machine: ",
+                unavailable_reason(r.metal), " (available: 'sim')");
   }
   std::lock_guard<std::mutex> lock(r.mutex);
   if (!r.metal_device) r.metal_device = r.metal.create();
   return r.metal_device;
+}
+
+std::string backend_status(Backend backend) {
+  Registry& r = registry();
+  if (backend == Backend::metal && r.metal.available == nullptr) {
+    return "not part of this build (the Metal backend is built on macOS, where QMETAL_BUILD_METAL=OFF leaves it out)";
+  }
+  if (!backend_available(backend)) return "not usable: " + unavailable_reason(r.metal);
+  const DevicePtr device = get_device(backend);
+  const std::string details = device->details();
+  return "available: " + device->name() + (details.empty() ? "" : " (" + details + ")");
 }
 
 DevicePtr default_device() {

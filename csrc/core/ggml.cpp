@@ -148,7 +148,7 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
   DispatchPlan plan;
   plan.set_args(args);
   plan.bind(qmetal_args::kGGMLX, x, Access::read);
-  plan.bind(qmetal_args::kGGMLW, w.data, Access::read, w.offset);
+  plan.bind(qmetal_args::kGGMLW, w.data, Access::read, w.offset, w.expected_bytes());
   plan.bind(qmetal_args::kGGMLY, y, Access::write);
   if (row_list) {
     plan.bind(qmetal_args::kGGMLLhs, rows->lhs, Access::read);
@@ -193,7 +193,7 @@ std::vector<DispatchPlan> plan_ggml_dequantize(const Device& device, const GGMLW
   DispatchPlan plan;
   plan.kernel = "ggml_dequantize_" + std::string(w.type->kernel_name) + "_" + std::string(dtype_name(out->dtype()));
   plan.set_args(args);
-  plan.bind(qmetal_args::kGGMLW, w.data, Access::read, w.offset);
+  plan.bind(qmetal_args::kGGMLW, w.data, Access::read, w.offset, w.expected_bytes());
   plan.bind(qmetal_args::kGGMLY, out, Access::write);
   plan.grid = {ceil_div(uint64_t(args.rows) * (args.K / kChunk), kDequantizeThreads), 1, 1};
   plan.threadgroup = {kDequantizeThreads, 1, 1};

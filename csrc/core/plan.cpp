@@ -16,6 +16,10 @@ void DispatchPlan::validate(const DeviceCapabilities& caps) const {
                 caps.max_threads_per_threadgroup);
   }
 
+  if (args.size() > kMaxArgsBytes) {
+    value_error(name, ": the arg struct has ", args.size(), " bytes; setBytes takes less than 4096");
+  }
+
   std::set<uint32_t> buffer_slots;
   for (const BufferBinding& binding : buffers) {
     if (!binding.buffer) value_error(name, ": buffer ", binding.index, " is null");
@@ -29,6 +33,10 @@ void DispatchPlan::validate(const DeviceCapabilities& caps) const {
       value_error(name, ": buffer ", binding.index, " offset ", binding.offset, " is past its ",
                   binding.buffer->nbytes(), " bytes");
     }
+    if (binding.extent > binding.buffer->nbytes() - binding.offset) {
+      value_error(name, ": buffer ", binding.index, " extent ", binding.extent, " from offset ", binding.offset,
+                  " runs past its ", binding.buffer->nbytes(), " bytes");
+    }
     if (binding.access != Access::read && binding.buffer->readonly()) {
       value_error(name, ": buffer ", binding.index, " is written but read-only");
     }
@@ -39,6 +47,10 @@ void DispatchPlan::validate(const DeviceCapabilities& caps) const {
   for (const ThreadgroupMemory& memory : threadgroup_memory) {
     if (!memory_slots.insert(memory.index).second) {
       value_error(name, ": threadgroup memory index ", memory.index, " is set twice");
+    }
+    if (memory.bytes % kThreadgroupMemoryGranularity != 0) {
+      value_error(name, ": threadgroup memory index ", memory.index, " has ", memory.bytes,
+                  " bytes; Metal takes multiples of ", kThreadgroupMemoryGranularity);
     }
     total += memory.bytes;
   }

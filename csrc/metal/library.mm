@@ -1,14 +1,27 @@
 // The precompiled kernel library (qmetal.metallib, built from shaders/ at
-// install time) and its pipelines, cached by kernel name.
+// install time): found, loaded and checked when the device is created, and
+// its pipelines, cached by kernel name.
 #import <Foundation/Foundation.h>
 #import <Metal/Metal.h>
 
 #include <dlfcn.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include "metal/metal_objc.h"
 #include "qmetal/error.h"
+
+// CMake names a kernel of the library after a hash of the shader sources
+// (CMakeLists.txt, qmetal_library_id.metal): a library from another build
+// lacks it.
+#ifndef QMETAL_LIBRARY_ID
+#error "QMETAL_LIBRARY_ID is set by CMakeLists.txt (the kernel that names this build's qmetal.metallib)"
+#endif
 
 namespace qmetal::metal {
 
@@ -17,42 +30,65 @@ namespace {
 constexpr const char* kMetallibName = "qmetal.metallib";
 
 std::string describe(NSError* error) {
-  return error != nil ? std::string(error.localizedDescription.UTF8String) : std::string("no reason given");
+  const char* text = error != nil ? error.localizedDescription.UTF8String : nullptr;
+  return text != nullptr ? std::string(text) : std::string("no reason given");
+}
+
+// The absolute path, so that a chdir after the first lookup changes nothing
+// (dladdr can report a path relative to the working directory).
+std::string absolute(const std::string& path) {
+  char resolved[PATH_MAX];
+  return realpath(path.c_str(), resolved) != nullptr ? std::string(resolved) : path;
 }
 
 }  // namespace
 
 std::string metallib_path() {
-  if (const char* path = std::getenv("QMETAL_METALLIB"); path != nullptr && *path != '\0') return path;
+  if (const char* path = std::getenv("QMETAL_METALLIB"); path != nullptr && *path != '\0') return absolute(path);
   Dl_info info;
   if (dladdr(reinterpret_cast<const void*>(&metallib_path), &info) != 0 && info.dli_fname != nullptr) {
-    std::string binary = info.dli_fname;
+    const std::string binary = absolute(info.dli_fname);
     const size_t slash = binary.rfind('/');
     if (slash != std::string::npos) return binary.substr(0, slash + 1) + kMetallibName;
   }
-  return kMetallibName;
+  return absolute(kMetallibName);
 }
 
-id<MTLLibrary> MetalDevice::library() {
-  if (library_ != nil) return library_;
-  const std::string path = metallib_path();
-  NSError* error = nil;
-  NSURL* url = [NSURL fileURLWithPath:[NSString stringWithUTF8String:path.c_str()]];
-  library_ = [device_ newLibraryWithURL:url error:&error];
-  if (library_ == nil) {
-    runtime_error("Metal: cannot load the kernel library ", path, ": ", describe(error),
-                  " (reinstall qmetal, or set QMETAL_METALLIB)");
+id<MTLLibrary> load_library(id<MTLDevice> device, const std::string& path, std::string& problem) {
+  const char* fix = "reinstall qmetal, or set QMETAL_METALLIB to the qmetal.metallib of this build";
+  if (access(path.c_str(), R_OK) != 0) {
+    problem = "its kernel library " + path + " cannot be read (" + std::strerror(errno) + "): " + fix;
+    return nil;
   }
-  return library_;
+  NSString* text = [NSString stringWithUTF8String:path.c_str()];
+  if (text == nil) {
+    problem = "its kernel library path " + path + " is not UTF-8: set QMETAL_METALLIB";
+    return nil;
+  }
+  NSError* error = nil;
+  id<MTLLibrary> library = [device newLibraryWithURL:[NSURL fileURLWithPath:text] error:&error];
+  if (library == nil) {
+    problem = "its kernel library " + path + " does not load: " + describe(error) + " (" + fix + ")";
+    return nil;
+  }
+  NSString* marker = [NSString stringWithUTF8String:QMETAL_LIBRARY_ID];
+  if (marker == nil || [library newFunctionWithName:marker] == nil) {
+    problem = "its kernel library " + path + " is from another qmetal build (it lacks " + QMETAL_LIBRARY_ID +
+              ", so its kernels may not match this build's): " + fix;
+    return nil;
+  }
+  return library;
 }
 
-id<MTLComputePipelineState> MetalDevice::pipeline(const std::string& kernel, uint64_t threads) {
+id<MTLComputePipelineState> MetalDevice::pipeline(const std::string& kernel, uint64_t threads,
+                                                  size_t threadgroup_memory) {
   std::lock_guard<std::mutex> lock(mutex_);
   id<MTLComputePipelineState> state = pipelines_[kernel];
   if (state == nil) {
-    id<MTLFunction> function = [library() newFunctionWithName:[NSString stringWithUTF8String:kernel.c_str()]];
+    NSString* name = [NSString stringWithUTF8String:kernel.c_str()];
+    id<MTLFunction> function = name != nil ? [library_ newFunctionWithName:name] : nil;
     if (function == nil) {
-      runtime_error("Metal: the kernel library ", metallib_path(), " has no kernel '", kernel,
+      runtime_error("Metal: the kernel library ", library_path_, " has no kernel '", kernel,
                     "': it does not match this qmetal build (reinstall qmetal)");
     }
     NSError* error = nil;
@@ -63,6 +99,11 @@ id<MTLComputePipelineState> MetalDevice::pipeline(const std::string& kernel, uin
   if (state.maxTotalThreadsPerThreadgroup < threads) {
     runtime_error("Metal: kernel '", kernel, "' runs at most ", state.maxTotalThreadsPerThreadgroup,
                   " threads per threadgroup on this GPU; the plan asks for ", threads);
+  }
+  if (state.staticThreadgroupMemoryLength + threadgroup_memory > device_.maxThreadgroupMemoryLength) {
+    runtime_error("Metal: kernel '", kernel, "' declares ", state.staticThreadgroupMemoryLength,
+                  " bytes of threadgroup memory and the plan adds ", threadgroup_memory,
+                  "; this GPU allows ", device_.maxThreadgroupMemoryLength);
   }
   return state;
 }

@@ -23,8 +23,16 @@ void initialize() {
 void execute(const Device& device, const std::vector<DispatchPlan>& plans) {
   switch (device.backend()) {
     case Backend::sim:
-      for (const DispatchPlan& plan : plans) sim::execute(plan);
+    {
+      // An installed library's kernels replace the built-in ones they name.
+      const sim::OpsLibrary ops = sim::ops_library();
+      for (const DispatchPlan& plan : plans) {
+        const bool installed = ops.library && ops.library->find(plan.kernel) != nullptr;
+        sim::execute(plan, installed ? *ops.library : sim::Library::builtin(), sim::Schedule::forward, 0,
+                     installed && ops.race_check);
+      }
       return;
+    }
     case Backend::metal:
 #ifdef QMETAL_HAVE_METAL
       metal::execute(device, plans);

@@ -33,6 +33,8 @@ void bind_device(nb::module_& m) {
             return out;
           },
           "Limits and features the planner routes on, as a dict.")
+      .def_prop_ro("details", &Device::details,
+                   "What the backend checked about this device (Metal: GPU families, kernel library).")
       .def("__repr__", [](const Device& d) {
         return "qmetal.Device(backend='" + std::string(backend_name(d.backend())) + "', name='" + d.name() + "')";
       });
@@ -42,6 +44,9 @@ void bind_device(nb::module_& m) {
   m.def(
       "get_device", [](const std::string& backend) { return get_device(backend_from_name(backend)); }, "backend"_a,
       "The device of a backend by name ('sim' or 'metal').");
+  m.def(
+      "backend_status", [](const std::string& backend) { return backend_status(backend_from_name(backend)); },
+      "backend"_a, "One line: the device a backend uses, or why it is not used here.");
   m.def(
       "available_backends",
       [] {

@@ -59,10 +59,10 @@ void bind_plan(nb::module_& m) {
                    })
       .def(
           "bind",
-          [](DispatchPlan& p, uint32_t index, BufferPtr buffer, const std::string& access, size_t offset) {
-            p.bind(index, std::move(buffer), access_from(access), offset);
-          },
-          "index"_a, "buffer"_a, "access"_a = "read", "offset"_a = 0)
+          [](DispatchPlan& p, uint32_t index, BufferPtr buffer, const std::string& access, size_t offset,
+             size_t extent) { p.bind(index, std::move(buffer), access_from(access), offset, extent); },
+          "index"_a, "buffer"_a, "access"_a = "read", "offset"_a = 0, "extent"_a = 0,
+          "Bind a buffer; `extent`: bytes the kernel may touch from `offset` (0: to the end).")
       .def(
           "set_threadgroup_memory",
           [](DispatchPlan& p, uint32_t index, uint32_t bytes) { p.threadgroup_memory.push_back({index, bytes}); },

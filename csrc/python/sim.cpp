@@ -57,6 +57,7 @@ void bind_sim(nb::module_& m) {
   nb::class_<LibraryHandle>(m, "SimLibrary", "Kernels the simulator can run.")
       .def_prop_ro("path", [](const LibraryHandle& h) { return h.library->path(); })
       .def_prop_ro("kernels", [](const LibraryHandle& h) { return h.library->kernel_names(); })
+      .def_prop_ro("race_instrumented", [](const LibraryHandle& h) { return h.library->race_instrumented(); })
       .def(
           "kernel_info",
           [](const LibraryHandle& h, const std::string& name) {
@@ -69,19 +70,27 @@ void bind_sim(nb::module_& m) {
       .def(
           "launch",
           [](const LibraryHandle& h, const std::string& name,
-             const std::vector<std::pair<uintptr_t, size_t>>& buffers, const std::vector<uint32_t>& grid,
+             const std::vector<std::tuple<uintptr_t, size_t, bool>>& buffers, const std::vector<uint32_t>& grid,
              const std::vector<uint32_t>& threadgroup, const std::vector<uint32_t>& threadgroup_memory,
              const std::optional<std::vector<uint32_t>>& threads, const std::string& schedule, uint64_t seed,
-             const std::vector<std::pair<uint32_t, nb::object>>& function_constants, unsigned workers) {
+             const std::vector<std::pair<uint32_t, nb::object>>& function_constants, unsigned workers,
+             bool race_check) {
             sim::KernelLaunch launch;
             if (buffers.size() > sim::kMaxBufferBindings) {
               value_error("buffers: at most ", sim::kMaxBufferBindings, " (Metal's buffer slots), got ",
                           buffers.size());
             }
-            for (size_t i = 0; i < buffers.size(); ++i) launch.buffers[i] = reinterpret_cast<void*>(buffers[i].first);
+            for (size_t i = 0; i < buffers.size(); ++i) {
+              launch.buffers[i] = reinterpret_cast<void*>(std::get<0>(buffers[i]));
+              launch.buffer_bytes[i] = std::get<1>(buffers[i]);
+              launch.readonly[i] = std::get<2>(buffers[i]);
+            }
+            launch.race_check = race_check;
             launch.threadgroup = dim3_from(threadgroup, "threadgroup");
+            bool nothing_to_run = false;
             if (threads) {
               launch.threads = dim3_from(*threads, "threads");
+              nothing_to_run = launch.threads.volume() == 0;  // dispatchThreads of no threads
             } else {
               launch.grid = dim3_from(grid, "grid");
             }
@@ -93,6 +102,10 @@ void bind_sim(nb::module_& m) {
               launch.function_constants.push_back(constant_from(index, value));
             }
             sim::RunStats stats;
+            if (nothing_to_run) {
+              h.library->kernel(name);  // still a ValueError for an unknown kernel
+              return nb::make_tuple(stats.threads, stats.switches);
+            }
             {
               nb::gil_scoped_release release;
               stats = h.library->launch(name, launch);
@@ -100,17 +113,32 @@ void bind_sim(nb::module_& m) {
             return nb::make_tuple(stats.threads, stats.switches);
           },
           "name"_a, "buffers"_a, "grid"_a, "threadgroup"_a, "threadgroup_memory"_a, "threads"_a.none(),
-          "schedule"_a, "seed"_a, "function_constants"_a, "workers"_a,
-          "Run a kernel; buffers are (address, bytes) pairs indexed by [[buffer(i)]]. Returns (threads, "
-          "context switches).")
+          "schedule"_a, "seed"_a, "function_constants"_a, "workers"_a, "race_check"_a = false,
+          "Run a kernel; buffers are (address, bytes, read-only) tuples indexed by [[buffer(i)]]. Returns "
+          "(threads, context switches).")
       .def(
           "execute",
-          [](const LibraryHandle& h, const DispatchPlan& plan, const std::string& schedule, uint64_t seed) {
+          [](const LibraryHandle& h, const DispatchPlan& plan, const std::string& schedule, uint64_t seed,
+             bool race_check) {
             nb::gil_scoped_release release;
-            sim::execute(plan, *h.library, schedule_from(schedule), seed);
+            sim::execute(plan, *h.library, schedule_from(schedule), seed, race_check);
           },
-          "plan"_a, "schedule"_a = "forward", "seed"_a = 0, "Run a DispatchPlan as the Metal backend would.");
+          "plan"_a, "schedule"_a = "forward", "seed"_a = 0, "race_check"_a = false,
+          "Run a DispatchPlan as the Metal backend would (validated first).");
 
+  m.def(
+      "sim_use_for_ops",
+      [](const LibraryHandle* h, bool race_check) {
+        if (h == nullptr) return sim::set_ops_library({});
+        std::shared_ptr<const sim::Library> library = h->owned;
+        if (!library) library = std::shared_ptr<const sim::Library>(h->library, [](const sim::Library*) {});
+        if (race_check && !library->race_instrumented()) {
+          value_error("race_check: ", library->path(), " was not built for race checks (compile it with race_check=True)");
+        }
+        sim::set_ops_library({library, race_check});
+      },
+      "library"_a.none(), "race_check"_a = false,
+      "Run the ops' plans with this library's kernels (None: the built-in ones).");
   m.def(
       "sim_open_library",
       [](const std::string& path) {

@@ -9,6 +9,11 @@
 #include <numeric>
 #include <random>
 #include <thread>
+#include <unordered_map>
+
+#include <dlfcn.h>
+
+#include <cstdio>
 
 #include "fiber.h"
 
@@ -54,10 +59,29 @@ struct Thread {
   uint32_t* active_mask = nullptr;
 };
 
+// Race checks: the last writer and a reader of one byte, with the barrier
+// and simdgroup epochs they accessed it in (a thread in a later epoch is
+// ordered after them).
+struct Access {
+  static constexpr uint32_t kNone = UINT32_MAX;
+  uint32_t thread = kNone;
+  uint64_t barrier_epoch = 0;
+  uint64_t simd_epoch = 0;
+  const void* pc = nullptr;
+};
+
+// Two readers are enough: a write races with a read by any other thread.
+struct Shadow {
+  Access write;
+  Access read;
+  Access other_read;  // a second thread's read, not ordered with `read`
+};
+
 struct Allocation {
   const void* declaration;
   std::unique_ptr<unsigned char[]> memory;
   size_t offset;  // to the aligned start
+  size_t bytes;
 };
 
 // One worker's state: the fibers of the threadgroup it is running.
@@ -75,6 +99,12 @@ struct Group {
   RunStats stats;
   std::vector<unsigned char> gathered;  // a collective's 32 values
   std::exception_ptr thread_error;
+  // Race checks (LaunchConfig::race_check): epochs advance when a barrier
+  // (all threads) or a collective (its simdgroup) completes.
+  uint64_t barrier_epoch = 0;
+  std::vector<uint64_t> simd_epoch;
+  std::unordered_map<uintptr_t, Shadow> shadow;
+  std::string race;  // the first race found; the scheduler raises it
 };
 
 thread_local Group* tls_group = nullptr;
@@ -154,6 +184,7 @@ void try_complete_collective(Group& group, uint32_t simdgroup) {
   for (uint32_t i = first; i < last; ++i) {
     if (group.threads[i].state == State::at_collective) group.threads[i].state = State::runnable;
   }
+  ++group.simd_epoch[simdgroup];
 }
 
 // Nothing can run: every live thread waits at a barrier or a collective.
@@ -194,6 +225,7 @@ void resolve_blocked(Group& group) {
                    describe(static_cast<uint32_t>(returned), threads[returned]));
   }
   for (uint32_t i = 0; i < count; ++i) group.threads[i].state = State::runnable;
+  ++group.barrier_epoch;
 }
 
 Uint3 to_uint3(const Dim3& d) { return {d.x, d.y, d.z}; }
@@ -220,6 +252,10 @@ void run_threadgroup(Group& group, const LaunchConfig& config, const Dim3& posit
   group.done = 0;
   group.stats.threads += count;
   group.variables.clear();
+  group.barrier_epoch = 0;
+  group.simd_epoch.assign((count + kSimdWidth - 1) / kSimdWidth, 0);
+  group.shadow.clear();
+  group.race.clear();
   for (auto& memory : group.threadgroup_args) std::fill(memory.begin(), memory.end(), kPoison);
   for (uint32_t i = 0; i < count; ++i) {
     Thread& t = group.threads[i];
@@ -253,6 +289,7 @@ void run_threadgroup(Group& group, const LaunchConfig& config, const Dim3& posit
       Fiber::switch_to(*group.scheduler, *t.fiber);
       ++group.stats.switches;
       if (group.thread_error) std::rethrow_exception(group.thread_error);
+      if (!group.race.empty()) throw SimError(group.race);
       try_complete_collective(group, i / kSimdWidth);
     }
     if (!progressed) resolve_blocked(group);
@@ -349,7 +386,7 @@ void* threadgroup_variable(const void* declaration, size_t bytes, size_t alignme
   for (const Allocation& a : group.variables) {
     if (a.declaration == declaration) return a.memory.get() + a.offset;
   }
-  Allocation a{declaration, std::make_unique<unsigned char[]>(bytes + alignment), 0};
+  Allocation a{declaration, std::make_unique<unsigned char[]>(bytes + alignment), 0, bytes + alignment};
   a.offset = (alignment - reinterpret_cast<uintptr_t>(a.memory.get()) % alignment) % alignment;
   std::memset(a.memory.get(), kPoison, bytes + alignment);
   void* start = a.memory.get() + a.offset;
@@ -358,6 +395,115 @@ void* threadgroup_variable(const void* declaration, size_t bytes, size_t alignme
 }
 
 const ThreadIds& current_thread() { return running_thread("current_thread").ids; }
+
+namespace {
+
+// The .metal line of a kernel instruction: the library is built with -g and
+// line markers, so addr2line maps the address to the shader's source.
+std::string code_location(const void* pc) {
+  Dl_info info{};
+  if (pc == nullptr || dladdr(pc, &info) == 0 || info.dli_fname == nullptr) return "an unknown location";
+  const uintptr_t offset = reinterpret_cast<uintptr_t>(pc) - 1 - reinterpret_cast<uintptr_t>(info.dli_fbase);
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "0x%zx", static_cast<size_t>(offset));
+  const std::string fallback = std::string(info.dli_fname) + "+" + hex;
+  // -i: the inlined calls too, innermost first; the report names the
+  // innermost line outside the simulator's own headers (the kernel's line).
+  const std::string command = "addr2line -i -e '" + std::string(info.dli_fname) + "' " + hex + " 2>/dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return fallback;
+  std::vector<std::string> frames;
+  char line[4096];
+  while (std::fgets(line, sizeof line, pipe) != nullptr) {
+    std::string where(line);
+    while (!where.empty() && (where.back() == '\n' || where.back() == ' ')) where.pop_back();
+    const size_t discriminator = where.find(" (discriminator");
+    if (discriminator != std::string::npos) where.erase(discriminator);
+    // Source text compiled without a path is "<source>": no directory to prefix.
+    const size_t pseudo = where.find("/<");
+    if (pseudo != std::string::npos) where.erase(0, pseudo + 1);
+    if (!where.empty() && where.rfind("??", 0) != 0) frames.push_back(where);
+  }
+  pclose(pipe);
+  if (frames.empty()) return fallback;
+  auto in_shim = [](const std::string& frame) { return frame.find("/qmetal_sim/") != std::string::npos; };
+  for (const std::string& frame : frames) {
+    if (!in_shim(frame)) return in_shim(frames.front()) ? frame + " (in " + frames.front() + ")" : frame;
+  }
+  return frames.front();
+}
+
+std::string thread_name(uint32_t index) {
+  return "thread " + std::to_string(index) + " (simdgroup " + std::to_string(index / kSimdWidth) + ", lane " +
+         std::to_string(index % kSimdWidth) + ")";
+}
+
+std::string address_space_of(const Group& group, uintptr_t address) {
+  auto inside = [address](const void* begin, size_t bytes) {
+    const auto b = reinterpret_cast<uintptr_t>(begin);
+    return address >= b && address < b + bytes;
+  };
+  for (const Allocation& a : group.variables) {
+    if (inside(a.memory.get(), a.bytes)) return "threadgroup memory (a threadgroup variable)";
+  }
+  for (size_t i = 0; i < group.threadgroup_args.size(); ++i) {
+    if (inside(group.threadgroup_args[i].data(), group.threadgroup_args[i].size())) {
+      return "threadgroup memory ([[threadgroup(" + std::to_string(i) + ")]])";
+    }
+  }
+  return "device memory";
+}
+
+}  // namespace
+
+void memory_access(const void* address, size_t bytes, bool is_write, const void* pc) {
+  Group* group = tls_group;
+  if (group == nullptr || !group->config->race_check || !group->race.empty()) return;
+  const uint32_t me = group->current;
+  if (group->threads[me].fiber->owns(address)) return;  // the thread's own stack
+  const uint32_t simdgroup = me / kSimdWidth;
+  const Access now{me, group->barrier_epoch, group->simd_epoch[simdgroup], pc};
+  // Whether `before` happened before `now`: the same thread, a barrier since,
+  // or, in one simdgroup, a collective since.
+  auto ordered = [&](const Access& before) {
+    return before.thread == Access::kNone || before.thread == me || before.barrier_epoch < now.barrier_epoch ||
+           (before.thread / kSimdWidth == simdgroup && before.simd_epoch < now.simd_epoch);
+  };
+  const auto base = reinterpret_cast<uintptr_t>(address);
+  for (size_t b = 0; b < bytes; ++b) {
+    Shadow& cell = group->shadow[base + b];
+    const Access* other = nullptr;
+    const char* other_op = "writes";
+    if (!ordered(cell.write)) {
+      other = &cell.write;
+    } else if (is_write && !ordered(cell.read)) {
+      other = &cell.read;
+      other_op = "reads";
+    } else if (is_write && !ordered(cell.other_read)) {
+      other = &cell.other_read;
+      other_op = "reads";
+    }
+    if (other != nullptr) {
+      const ThreadIds& ids = group->threads[me].ids;
+      const Uint3& g = ids.threadgroup_position_in_grid;
+      group->race = "data race on " + address_space_of(*group, base + b) + " in threadgroup (" + std::to_string(g.x) +
+                    ", " + std::to_string(g.y) + ", " + std::to_string(g.z) + "): " + thread_name(other->thread) + " " +
+                    other_op + " it at " + code_location(other->pc) + ", and " + thread_name(me) + " " +
+                    (is_write ? "writes" : "reads") + " it at " + code_location(pc) +
+                    ", with no threadgroup_barrier between them";
+      return;
+    }
+    if (is_write) {
+      cell.write = now;
+      cell.read = cell.other_read = Access{};
+    } else if (ordered(cell.read)) {
+      if (ordered(cell.other_read)) cell.other_read = Access{};
+      cell.read = now;
+    } else if (ordered(cell.other_read)) {
+      cell.other_read = now;
+    }
+  }
+}
 
 const void* launch_context() {
   running_thread("launch_context");

@@ -37,6 +37,10 @@ struct LaunchConfig {
   size_t stack_bytes = 128 * 1024;           // per simulated thread
   unsigned workers = 0;                      // OS threads; 0: one per core
   const void* context = nullptr;             // the caller's, see launch_context()
+  // Report data races: two threads of a threadgroup touching the same byte
+  // (one of them writing) with no barrier between them. Needs a kernel
+  // library built for it (its loads and stores call memory_access).
+  bool race_check = false;
 };
 
 // One simulated thread's body. threadgroup_args[i] is the threadgroup's
@@ -87,5 +91,10 @@ const ThreadIds& current_thread();
 
 // LaunchConfig::context of the launch the calling thread belongs to.
 const void* launch_context();
+
+// A load or store of kernel code (libraries built for race checks): checked
+// against the other threads' accesses since the last barrier when the
+// launch asks for race checks. `pc` locates the access for the report.
+void memory_access(const void* address, size_t bytes, bool is_write, const void* pc);
 
 }  // namespace qmetal::sim

@@ -22,6 +22,13 @@ class Fiber {
 
   void reset(Entry entry, void* arg);
 
+  // Whether `address` lies on this fiber's own stack (thread-private memory).
+  bool owns(const void* address) const {
+    const auto* p = static_cast<const char*>(address);
+    const auto* base = static_cast<const char*>(stack_);
+    return p >= base && p < base + stack_bytes_;
+  }
+
   // Saves the running context into `from` and resumes `to`.
   static void switch_to(Fiber& from, Fiber& to);
 

@@ -72,6 +72,9 @@ const abi::Runtime kRuntime{
     },
     []() { return &current_thread(); },
     &function_constant,
+    [](const void* address, size_t bytes, uint32_t is_write, const void* pc) {
+      memory_access(address, bytes, is_write != 0, pc);
+    },
 };
 
 std::string dims(const Dim3& d) {
@@ -92,6 +95,7 @@ void Library::add(const abi::Library* library, const std::string& origin) {
                         std::to_string(library ? library->abi_version : 0) + ", this is " +
                         std::to_string(abi::kAbiVersion) + "); rebuild it");
   }
+  race_instrumented_ = (library->flags & abi::kRaceInstrumented) != 0;
   for (uint32_t i = 0; i < library->kernel_count; ++i) {
     const abi::Kernel* k = &library->kernels[i];
     if (find(k->name) != nullptr) value_error(origin + " defines kernel '" + k->name + "' twice");
@@ -158,6 +162,19 @@ RunStats Library::launch(std::string_view name, const KernelLaunch& launch) cons
       value_error(who + " reads [[buffer(" + std::to_string(index) + ")]], but buffers[" +
                         std::to_string(index) + "] is not bound");
     }
+    const std::string slot = "buffers[" + std::to_string(index) + "]";
+    if (k.buffer_min_bytes && launch.buffer_bytes[index] != 0 && launch.buffer_bytes[index] < k.buffer_min_bytes[i]) {
+      value_error(slot + ": " + who + " reads a " + std::to_string(k.buffer_min_bytes[i]) + "-byte struct at [[buffer(" +
+                  std::to_string(index) + ")]], but only " + std::to_string(launch.buffer_bytes[index]) +
+                  " bytes are bound");
+    }
+    if (k.buffer_writable && k.buffer_writable[i] && launch.readonly[index]) {
+      value_error(slot + ": the memory is read-only, but " + who + " may write through [[buffer(" +
+                  std::to_string(index) + ")]] (declare it const or constant, or pass a writable array)");
+    }
+  }
+  if (launch.race_check && !race_instrumented_) {
+    value_error("race_check: " + path_ + " was not built for race checks (compile it with race_check=True)");
   }
   size_t threadgroup_bytes = 0;
   for (uint32_t i = 0; i < k.threadgroup_count; ++i) {
@@ -191,19 +208,44 @@ RunStats Library::launch(std::string_view name, const KernelLaunch& launch) cons
   config.seed = launch.seed;
   config.workers = launch.workers;
   config.context = &context;
+  config.race_check = launch.race_check;
   void* const* buffers = launch.buffers.data();
   const abi::Invoke invoke = k.invoke;
   return run([&](const ThreadIds& ids, void* const* threadgroup_args) { invoke(buffers, &ids, threadgroup_args); },
              config);
 }
 
-void execute(const DispatchPlan& plan, const Library& library, Schedule schedule, uint64_t seed) {
+namespace {
+std::mutex ops_library_mutex;
+OpsLibrary ops_library_current;
+}  // namespace
+
+void set_ops_library(OpsLibrary ops) {
+  std::lock_guard<std::mutex> lock(ops_library_mutex);
+  ops_library_current = std::move(ops);
+}
+
+OpsLibrary ops_library() {
+  std::lock_guard<std::mutex> lock(ops_library_mutex);
+  return ops_library_current;
+}
+
+void execute(const DispatchPlan& plan, const Library& library, Schedule schedule, uint64_t seed, bool race_check) {
+  // A plan made by hand is checked as the planner's are: bindings in range
+  // and in bounds, writable outputs, limits; then the args struct's size
+  // against what the kernel reads.
+  plan.validate(DeviceCapabilities{});
   KernelLaunch launch;
   launch.buffers[qmetal_args::kArgsBufferIndex] = const_cast<uint8_t*>(plan.args.data());
+  launch.buffer_bytes[qmetal_args::kArgsBufferIndex] = plan.args.size();
+  launch.readonly[qmetal_args::kArgsBufferIndex] = true;
   for (const BufferBinding& b : plan.buffers) {
     if (b.index >= kMaxBufferBindings) value_error("buffer index " + std::to_string(b.index) + " out of range");
     launch.buffers[b.index] = static_cast<uint8_t*>(b.buffer->data()) + b.offset;
+    launch.buffer_bytes[b.index] = b.buffer->nbytes() - std::min(b.offset, b.buffer->nbytes());
+    launch.readonly[b.index] = b.buffer->readonly();
   }
+  launch.race_check = race_check;
   for (const ThreadgroupMemory& m : plan.threadgroup_memory) {
     if (launch.threadgroup_memory.size() <= m.index) launch.threadgroup_memory.resize(m.index + 1, 0);
     launch.threadgroup_memory[m.index] = m.bytes;

@@ -30,6 +30,11 @@ struct FunctionConstant {
 
 struct KernelLaunch {
   std::array<void*, kMaxBufferBindings> buffers{};  // [[buffer(i)]], nullptr when unbound
+  // Bytes bound at each slot (checked against the struct a `constant T&`
+  // needs; 0: unknown) and whether the memory is read-only (refused for a
+  // parameter the kernel may write through).
+  std::array<size_t, kMaxBufferBindings> buffer_bytes{};
+  std::array<bool, kMaxBufferBindings> readonly{};
   std::vector<uint32_t> threadgroup_memory;         // bytes of each [[threadgroup(i)]]
   Dim3 grid;                                        // threadgroups
   Dim3 threadgroup;                                 // threads per threadgroup
@@ -38,6 +43,7 @@ struct KernelLaunch {
   uint64_t seed = 0;
   unsigned workers = 0;
   std::vector<FunctionConstant> function_constants;
+  bool race_check = false;  // needs a library built for it (race_instrumented())
 };
 
 class Library {
@@ -56,6 +62,8 @@ class Library {
   const abi::Kernel& kernel(std::string_view name) const;
   std::vector<std::string> kernel_names() const;
   const std::string& path() const { return path_; }
+  // Built for race checks: its kernels report their loads and stores.
+  bool race_instrumented() const { return race_instrumented_; }
 
   // Checks the launch against the kernel's bindings and the device limits
   // (ValueError before anything runs), then runs every thread. Divergence and
@@ -67,13 +75,24 @@ class Library {
   void add(const abi::Library* library, const std::string& origin);
 
   void* handle_ = nullptr;
+  bool race_instrumented_ = false;
   std::string path_;
   std::vector<const abi::Kernel*> kernels_;
 };
 
 // Runs a plan through `library` (the built-in kernels by default).
 void execute(const DispatchPlan& plan, const Library& library = Library::builtin(),
-             Schedule schedule = Schedule::forward, uint64_t seed = 0);
+             Schedule schedule = Schedule::forward, uint64_t seed = 0, bool race_check = false);
+
+// The library ops run their plans with (the built-in kernels unless a test
+// or a kernel developer installs another, e.g. a race-checked build of
+// modified shaders), and whether those runs check for races.
+struct OpsLibrary {
+  std::shared_ptr<const Library> library;  // null: the built-in kernels
+  bool race_check = false;
+};
+void set_ops_library(OpsLibrary ops);
+OpsLibrary ops_library();
 
 // The runtime table kernels call into.
 const abi::Runtime& runtime();

@@ -1,9 +1,25 @@
 // The subset of Foundation and Metal that csrc/metal/*.mm calls, declared
-// from Apple's documentation (selectors, types and nullability as published),
-// so that the Objective-C++ layer can be syntax-checked on Linux with clang
-// (tests/metal_host/check.sh). A wrong selector, type or ARC mistake in a
-// .mm file fails that check. Add a declaration here when the .mm files start
-// using it, transcribed from developer.apple.com, never invented.
+// from Apple's documentation and SDK headers (selectors, types, nullability
+// and ownership attributes as published), so that the Objective-C++ layer can
+// be syntax-checked on Linux with clang (tests/metal_host/check.sh). A wrong
+// selector, argument label, type, nullability or ARC mistake in a .mm file
+// fails that check. Add a declaration here when the .mm files start using it,
+// transcribed from developer.apple.com or the SDK header, never invented.
+//
+// What this check can NOT prove (only a Mac can; see README "On a Mac"):
+// - linking: that the frameworks are linked and the symbols exist (e.g. that
+//   MTLCreateSystemDefaultDevice returns a device in a command-line process);
+// - availability: API_AVAILABLE is defined away, so a call newer than the
+//   deployment target (macOS 14.0) is not caught;
+// - runtime behaviour: the GNUstep runtime stands in for Apple's, and nothing
+//   here runs; device families, limits, hazard tracking, command-buffer
+//   ordering and page sizes are Apple's facts, not checked ones;
+// - the shaders: Apple's Metal compiler rules (the strict simulator front-end
+//   and the macOS CI job's `xcrun metal` cover those);
+// - the exact header text: where the SDK differs from this transcription
+//   (macros, extra overloads), the real build is the judge.
+// BOOL is modelled as on arm64 (bool, objc.h's OBJC_BOOL_IS_BOOL), the only
+// architecture qmetal's Metal backend targets; x86_64 macOS uses signed char.
 #pragma once
 
 #include <stddef.h>
@@ -11,13 +27,14 @@
 
 typedef unsigned long NSUInteger;
 typedef long NSInteger;
-typedef signed char BOOL;
-#define YES ((BOOL)1)
-#define NO ((BOOL)0)
+typedef bool BOOL;
+#define YES true
+#define NO false
 #define nil nullptr
 #define NS_ENUM(type, name) enum name : type name; enum name : type
 #define NS_OPTIONS(type, name) NS_ENUM(type, name)
 #define API_AVAILABLE(...)
+#define NS_RETURNS_RETAINED __attribute__((ns_returns_retained))
 
 // Apple's headers assume non-null pointers unless marked (NS_ASSUME_NONNULL).
 #pragma clang assume_nonnull begin
@@ -37,7 +54,7 @@ __attribute__((objc_root_class))
 @end
 
 @interface NSString : NSObject
-+ (instancetype)stringWithUTF8String:(const char*)nullTerminatedCString;
++ (nullable instancetype)stringWithUTF8String:(const char*)nullTerminatedCString;
 @property(nullable, readonly) const char* UTF8String;
 @end
 
@@ -120,6 +137,14 @@ typedef NS_ENUM(NSUInteger, MTLCommandBufferStatus){
 @protocol MTLDevice;
 @protocol MTLFunction;
 
+@protocol MTLEvent <NSObject>
+@property(nullable, readonly) id<MTLDevice> device;
+@end
+
+@protocol MTLSharedEvent <MTLEvent>
+@property(readwrite) uint64_t signaledValue;
+@end
+
 @interface MTLArchitecture : NSObject
 @property(readonly) NSString* _Nonnull name;
 @end
@@ -177,6 +202,8 @@ typedef void (^MTLCommandBufferHandler)(id<MTLCommandBuffer> _Nonnull);
 - (void)commit;
 - (void)waitUntilCompleted;
 - (void)addCompletedHandler:(MTLCommandBufferHandler _Nonnull)block;
+- (void)encodeWaitForEvent:(id<MTLEvent> _Nonnull)event value:(uint64_t)value;
+- (void)encodeSignalEvent:(id<MTLEvent> _Nonnull)event value:(uint64_t)value;
 @property(readonly) MTLCommandBufferStatus status;
 @property(nullable, readonly) NSError* error;
 @end
@@ -204,8 +231,12 @@ typedef void (^MTLCommandBufferHandler)(id<MTLCommandBuffer> _Nonnull);
 - (nullable id<MTLComputePipelineState>)newComputePipelineStateWithFunction:(id<MTLFunction> _Nonnull)computeFunction
                                                                       error:(__autoreleasing NSError* _Nullable* _Nullable)error;
 - (nullable id<MTLCommandQueue>)newCommandQueue;
+- (nullable id<MTLSharedEvent>)newSharedEvent;
 @end
 
-extern "C" id<MTLDevice> _Nullable MTLCreateSystemDefaultDevice(void);
+// MTLDevice.h: both return a +1 reference (NS_RETURNS_RETAINED), which ARC
+// balances; MTLCopyAllDevices is macOS-only and never switches GPUs.
+extern "C" id<MTLDevice> _Nullable MTLCreateSystemDefaultDevice(void) NS_RETURNS_RETAINED;
+extern "C" NSArray<id<MTLDevice>>* _Nonnull MTLCopyAllDevices(void) NS_RETURNS_RETAINED;
 
 #pragma clang assume_nonnull end

@@ -44,6 +44,9 @@ class Device {
   const std::string& name() const { return name_; }
   const std::string& architecture() const { return architecture_; }
   const DeviceCapabilities& capabilities() const { return capabilities_; }
+  // For people (qmetal info, selftest): what the backend checked about this
+  // device, e.g. the Metal GPU families and the kernel library's path.
+  virtual std::string details() const { return {}; }
 
  private:
   Backend backend_;
@@ -56,6 +59,9 @@ using DevicePtr = std::shared_ptr<Device>;
 
 // Backends other than the simulator register here when they are part of
 // the build (qmetal::initialize() in the ops library does it for Metal).
+// When available() is false, create() throws an error that says why (no GPU,
+// a GPU without the families the kernels need, a missing or stale kernel
+// library); backend_status() reports that message.
 struct BackendFactory {
   bool (*available)() = nullptr;   // a usable device exists on this machine
   DevicePtr (*create)() = nullptr;
@@ -64,6 +70,10 @@ void register_backend(Backend backend, BackendFactory factory);
 
 // Backends compiled into this build and usable here.
 bool backend_available(Backend backend);
+
+// One line for people: the device a backend uses ("available: ..."), or why
+// it is not used here ("not part of this build ...", "not usable: ...").
+std::string backend_status(Backend backend);
 
 // The device of a backend (created once, then shared). Throws ValueError when
 // the backend is not part of this build or has no usable device.

@@ -28,12 +28,25 @@ struct BufferBinding {
   BufferPtr buffer;
   size_t offset = 0;  // bytes from buffer->data()
   Access access = Access::read;
+  // Bytes the kernel may touch from `offset`; 0: up to the end of the buffer.
+  // Metal needs it for a binding into a buffer larger than the device's
+  // maxBufferLength (a whole mapped GGUF file), where one MTLBuffer cannot
+  // hold the rest of the buffer.
+  size_t extent = 0;
 };
 
 struct ThreadgroupMemory {
   uint32_t index = 0;
-  uint32_t bytes = 0;
+  uint32_t bytes = 0;  // a multiple of 16 (Metal's setThreadgroupMemoryLength rule)
 };
+
+// Apple's rules for what the encoder passes, checked by validate():
+// setBytes is "only for data smaller than 4 kilobytes", and threadgroup memory
+// lengths must be multiples of 16 bytes. (The third rule, static plus dynamic
+// threadgroup memory within the device limit, needs the pipeline: the Metal
+// backend checks it with the pipeline's staticThreadgroupMemoryLength.)
+constexpr size_t kMaxArgsBytes = 4096 - 1;
+constexpr uint32_t kThreadgroupMemoryGranularity = 16;
 
 struct DispatchPlan {
   std::string kernel;          // host name, as built by the kernel naming function
@@ -50,13 +63,14 @@ struct DispatchPlan {
     std::memcpy(args.data(), &value, sizeof(Args));
   }
 
-  void bind(uint32_t index, BufferPtr buffer, Access access, size_t offset = 0) {
-    buffers.push_back({index, std::move(buffer), offset, access});
+  void bind(uint32_t index, BufferPtr buffer, Access access, size_t offset = 0, size_t extent = 0) {
+    buffers.push_back({index, std::move(buffer), offset, access, extent});
   }
 
-  // Checks the plan against the device's limits and its own consistency
-  // (unique indices, offsets inside their buffers, nothing bound at the args
-  // slot). Throws ValueError; a failure here is a planner bug.
+  // Checks the plan against the device's limits, Apple's encoder rules (see
+  // kMaxArgsBytes) and its own consistency (unique indices, offsets and
+  // extents inside their buffers, nothing bound at the args slot). Throws
+  // ValueError; a failure here is a planner bug.
   void validate(const DeviceCapabilities& caps) const;
 };
 

@@ -18,6 +18,7 @@ and UBSan (run Python with the sanitizer runtime preloaded, see the README).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -36,6 +37,7 @@ from ._generator import GeneratorError
 __all__ = ["CompileError", "Library", "SCHEDULES", "builtin", "compile", "sanitizer_preload"]
 
 SCHEDULES = ("forward", "reverse", "random")
+MAX_BUFFERS = 31  # Metal's buffer slots
 BUILD_FLAGS = ["-O2", "-g", "-fPIC", "-shared", "-fvisibility=hidden"]
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
 
@@ -58,11 +60,16 @@ class Library:
     def kernels(self) -> list[str]:
         return self._handle.kernels
 
+    @property
+    def race_instrumented(self) -> bool:
+        """Built with ``race_check=True``: launches check for data races."""
+        return self._handle.race_instrumented
+
     def __repr__(self):
         return f"<qmetal.sim.Library {self.path} kernels={self.kernels}>"
 
     def launch(self, name, buffers, grid=None, threadgroup=(1,), threadgroup_memory=(), *, schedule="forward",
-               seed=0, function_constants=None, threads=None, workers=0):
+               seed=0, function_constants=None, threads=None, workers=0, race_check=None):
         """Run kernel ``name`` as ``dispatchThreadgroups(grid, threadgroup)``
         (or, with ``threads``, as ``dispatchThreads(threads, threadgroup)``).
 
@@ -73,6 +80,12 @@ class Library:
         the size in bytes of ``[[threadgroup(i)]]``. ``function_constants``
         maps indices to bool, int or float values.
 
+        ``race_check`` (default: whether the library was compiled with
+        ``race_check=True``) reports a data race, two threads of a
+        threadgroup touching the same byte with no barrier between them, as a
+        RuntimeError naming both threads, the address space and both
+        ``.metal`` lines.
+
         Returns ``{"threads": ..., "switches": ...}``: simulated threads run
         and fiber context switches made, for benchmarks.
         """
@@ -80,18 +93,42 @@ class Library:
             raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}, got {schedule!r}")
         if (grid is None) == (threads is None):
             raise ValueError("give either grid (threadgroups) or threads (dispatchThreads), not both or neither")
+        seed = _integer(seed, "seed", 0, 2**64 - 1)
+        workers = _integer(workers, "workers", 0, 2**32 - 1)
+        memory = [_integer(b, f"threadgroup_memory[{i}]", 0, 2**32 - 1) for i, b in enumerate(threadgroup_memory)]
         bound, keepalive = _bind_buffers(buffers)
         constants = sorted((function_constants or {}).items())
         threads_run, switches = self._handle.launch(name, bound, _dims(grid, "grid") if grid is not None else [1],
-                            _dims(threadgroup, "threadgroup"), [int(b) for b in threadgroup_memory],
-                            _dims(threads, "threads") if threads is not None else None, schedule, int(seed),
-                            constants, int(workers))
+                            _dims(threadgroup, "threadgroup"), memory,
+                            _dims(threads, "threads") if threads is not None else None, schedule, seed,
+                            constants, workers, self._race_check(race_check))
         del keepalive
         return {"threads": threads_run, "switches": switches}
 
-    def execute(self, plan, schedule="forward", seed=0):
-        """Run a ``DispatchPlan`` exactly as the Metal backend would encode it."""
-        self._handle.execute(plan, schedule, seed)
+    def execute(self, plan, schedule="forward", seed=0, *, race_check=None):
+        """Run a ``DispatchPlan`` exactly as the Metal backend would encode it
+        (validated first, as the planner's plans are)."""
+        self._handle.execute(plan, schedule, _integer(seed, "seed", 0, 2**64 - 1), self._race_check(race_check))
+
+    @contextlib.contextmanager
+    def running_ops(self, race_check=None):
+        """While the block runs, qmetal's ops (``qmetal.matmul`` and the rest,
+        on the simulator) run their plans with this library's kernels, e.g. a
+        race-checked build of modified shaders; kernels it does not define come
+        from the built-in library. Process-wide: for tests and kernel
+        development."""
+        _core.sim_use_for_ops(self._handle, self._race_check(race_check))
+        try:
+            yield self
+        finally:
+            _core.sim_use_for_ops(None, False)
+
+    def _race_check(self, race_check):
+        if race_check is None:
+            return self.race_instrumented
+        if not isinstance(race_check, (bool, np.bool_)):
+            raise TypeError(f"race_check: expected a bool, got {type(race_check).__name__}")
+        return bool(race_check)
 
 
 def builtin() -> Library:
@@ -100,7 +137,7 @@ def builtin() -> Library:
 
 
 def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize=None, cache_dir=None,
-            strict=True) -> Library:
+            strict=True, race_check=False) -> Library:
     """Build a ``.metal`` file (a path) or MSL source text for the simulator.
 
     The result is cached by content (the preprocessed source, the simulator's
@@ -112,6 +149,11 @@ def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize
     only in kernels, explicit address spaces, kernel signatures, no C++
     features MSL lacks, ``-Wall -Werror`` (README, "Strict MSL", lists what
     is checked). ``strict=False`` is for C++ that is knowingly not MSL.
+
+    ``race_check=True`` builds the kernels so that every launch checks for
+    data races between the threads of a threadgroup (every load and store is
+    reported to the simulator; several times slower). It cannot be combined
+    with ``sanitize``.
     """
     path, source = _source_of(path_or_source)
     cxx = cxx or os.environ.get("QMETAL_SIM_CXX") or os.environ.get("CXX") or "c++"
@@ -120,6 +162,10 @@ def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize
                            "was not found: install one or set CXX")
     if sanitize is None:
         sanitize = os.environ.get("QMETAL_SIM_SANITIZE", "") not in ("", "0")
+    if sanitize and race_check:
+        raise ValueError("race_check: cannot be combined with sanitize (one instrumentation per build)")
+    if sanitize:
+        _check_sanitizer_loaded(cxx)
     include_dirs = [str(d) for d in include_dirs]
     if path is not None:
         include_dirs.insert(0, str(Path(path).resolve().parent))
@@ -130,12 +176,13 @@ def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize
     except GeneratorError as error:
         raise CompileError(str(error)) from None
     flags = BUILD_FLAGS + _generator.cxx_flags(_is_clang(cxx), strict) + _compiler_flags(cxx, sanitize)
-    key = hashlib.sha256("\0".join([text, _toolchain_identity(cxx), *flags]).encode()).hexdigest()[:24]
+    compile_only = _generator.RACE_CHECK_FLAGS if race_check else []
+    key = hashlib.sha256("\0".join([text, _toolchain_identity(cxx), *flags, *compile_only]).encode()).hexdigest()[:24]
     cache = Path(cache_dir or _default_cache_dir())
     library = cache / f"{Path(display).stem or 'source'}-{key}.so"
     if not library.exists():
         try:
-            code = _generator.generate(text, display_name=display, strict=strict)
+            code = _generator.generate(text, display_name=display, strict=strict, race_check=race_check)
         except GeneratorError as error:
             raise CompileError(str(error)) from None
         cache.mkdir(parents=True, exist_ok=True)
@@ -143,10 +190,19 @@ def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize
             cpp = Path(work) / "kernels.cpp"
             cpp.write_text(code)
             out = Path(work) / "kernels.so"
-            result = subprocess.run([cxx, *flags, "-isystem", _generator.SHIM_INCLUDE, str(cpp), "-o", str(out)],
-                                    capture_output=True, text=True)
-            if result.returncode != 0:
-                raise CompileError(f"compiling {display} for the simulator failed:\n{result.stderr}")
+            if race_check:
+                # Compile with the instrumentation, link without its runtime:
+                # the library defines the hooks (qmetal_sim/race_hooks.h).
+                obj = Path(work) / "kernels.o"
+                steps = [[cxx, *[f for f in flags if f != "-shared"], *compile_only, "-isystem",
+                          _generator.SHIM_INCLUDE, "-c", str(cpp), "-o", str(obj)],
+                         [cxx, "-shared", str(obj), "-o", str(out)]]
+            else:
+                steps = [[cxx, *flags, "-isystem", _generator.SHIM_INCLUDE, str(cpp), "-o", str(out)]]
+            for step in steps:
+                result = subprocess.run(step, capture_output=True, text=True)
+                if result.returncode != 0:
+                    raise CompileError(f"compiling {display} for the simulator failed:\n{result.stderr}")
             os.replace(out, library)
     return Library(_core.sim_open_library(str(library)))
 
@@ -167,6 +223,30 @@ def sanitizer_preload(cxx=None) -> str:
             return ""
         paths.append(path)
     return " ".join(paths)
+
+
+def _check_sanitizer_loaded(cxx):
+    """A sanitized library loaded into a process without the sanitizer's
+    runtime makes the interpreter exit; say how to start it instead."""
+    try:
+        with open("/proc/self/maps") as maps:
+            loaded = maps.read()
+    except OSError:
+        return  # not Linux: nothing to check here
+    if "libasan" in loaded or "libclang_rt.asan" in loaded:
+        return
+    preload = sanitizer_preload(cxx)
+    raise RuntimeError("sanitize=True needs the AddressSanitizer runtime loaded before Python starts: run "
+                       f"LD_PRELOAD=\"{preload or '<your compiler libasan.so>'}\" "
+                       "ASAN_OPTIONS=detect_leaks=0:detect_stack_use_after_return=0 python ...")
+
+
+def _integer(value, what, lowest, highest):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what}: expected an integer, got {value!r}")
+    if not lowest <= int(value) <= highest:
+        raise ValueError(f"{what}: expected {lowest} to {highest}, got {value}")
+    return int(value)
 
 
 def _compiler_flags(cxx, sanitize):
@@ -191,7 +271,7 @@ def _source_of(path_or_source):
         return Path(path_or_source), Path(path_or_source).read_text()
     if not isinstance(path_or_source, str):
         raise TypeError(f"path_or_source: expected a path or MSL source text, got {type(path_or_source).__name__}")
-    if "\n" not in path_or_source and path_or_source.endswith(".metal"):
+    if "\n" not in path_or_source and (path_or_source.endswith(".metal") or os.path.isfile(path_or_source)):
         if not os.path.exists(path_or_source):
             raise FileNotFoundError(f"path_or_source: no such file {path_or_source!r}")
         return Path(path_or_source), Path(path_or_source).read_text()
@@ -226,21 +306,22 @@ def _dims(value, what):
     if isinstance(value, (int, np.integer)):
         value = (value,)
     try:
-        dims = [int(v) for v in value]
+        items = list(value)
     except TypeError:
         raise TypeError(f"{what}: expected an int or a tuple of 1 to 3 ints, got {value!r}") from None
-    if not 1 <= len(dims) <= 3 or any(d < 0 for d in dims):
-        raise ValueError(f"{what}: expected 1 to 3 non-negative extents, got {value!r}")
-    return dims
+    if not 1 <= len(items) <= 3:
+        raise ValueError(f"{what}: expected 1 to 3 extents, got {value!r}")
+    return [_integer(v, what, 0, 2**32 - 1) for v in items]
 
 
 def _bind_buffers(buffers):
     """(address, bytes) per [[buffer(i)]] slot, and the objects to keep alive."""
     if isinstance(buffers, dict):
+        for index in buffers:  # before any allocation sized by an index
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < MAX_BUFFERS:
+                raise ValueError(f"buffers: keys must be buffer indices 0 to {MAX_BUFFERS - 1}, got {index!r}")
         slots = [None] * (max(buffers, default=-1) + 1)
         for index, value in buffers.items():
-            if not isinstance(index, (int, np.integer)) or index < 0:
-                raise ValueError(f"buffers: keys must be buffer indices (ints >= 0), got {index!r}")
             slots[index] = value
     elif isinstance(buffers, (list, tuple)):
         slots = list(buffers)
@@ -249,10 +330,10 @@ def _bind_buffers(buffers):
     bound, keepalive = [], []
     for i, value in enumerate(slots):
         if value is None:
-            bound.append((0, 0))
+            bound.append((0, 0, False))
             continue
         if isinstance(value, _core.Buffer):
-            bound.append((value.address, value.nbytes))
+            bound.append((value.address, value.nbytes, bool(value.readonly)))
             keepalive.append(value)
             continue
         if isinstance(value, (bytes, bytearray, memoryview)):
@@ -267,6 +348,6 @@ def _bind_buffers(buffers):
             raise ValueError(f"buffers[{i}]: the array must be C-contiguous to be bound without a copy")
         if value.nbytes == 0:
             raise ValueError(f"buffers[{i}]: the array is empty")
-        bound.append((value.__array_interface__["data"][0], value.nbytes))
+        bound.append((value.__array_interface__["data"][0], value.nbytes, not value.flags.writeable))
         keepalive.append(value)
     return bound, keepalive

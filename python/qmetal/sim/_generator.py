@@ -45,24 +45,24 @@ STANDARD_ATTRIBUTES = {"maybe_unused", "likely", "unlikely", "fallthrough", "nod
 
 # Thread-position attributes -> C++ expression on `ids` (abi::ThreadIds*).
 POSITIONS = {
-    "thread_position_in_grid": "ids->thread_position_in_grid",
-    "thread_position_in_threadgroup": "ids->thread_position_in_threadgroup",
-    "threadgroup_position_in_grid": "ids->threadgroup_position_in_grid",
-    "threads_per_threadgroup": "ids->threads_per_threadgroup",
-    "dispatch_threads_per_threadgroup": "ids->threads_per_threadgroup",
-    "threadgroups_per_grid": "ids->threadgroups_per_grid",
-    "threads_per_grid": "ids->threads_per_grid",
-    "thread_index_in_threadgroup": "ids->thread_index_in_threadgroup",
-    "thread_index_in_simdgroup": "ids->thread_index_in_simdgroup",
-    "simdgroup_index_in_threadgroup": "ids->simdgroup_index_in_threadgroup",
-    "threads_per_simdgroup": "ids->threads_per_simdgroup",
-    "thread_execution_width": "ids->threads_per_simdgroup",
-    "simdgroups_per_threadgroup": "ids->simdgroups_per_threadgroup",
-    "dispatch_simdgroups_per_threadgroup": "ids->simdgroups_per_threadgroup",
-    "thread_index_in_quadgroup": "ids->thread_index_in_simdgroup % 4u",
-    "quadgroup_index_in_threadgroup": "ids->thread_index_in_threadgroup / 4u",
-    "quadgroups_per_threadgroup": "(ids->threads_per_threadgroup.x * ids->threads_per_threadgroup.y"
-                                  " * ids->threads_per_threadgroup.z + 3u) / 4u",
+    "thread_position_in_grid": "__qmetal_ids->thread_position_in_grid",
+    "thread_position_in_threadgroup": "__qmetal_ids->thread_position_in_threadgroup",
+    "threadgroup_position_in_grid": "__qmetal_ids->threadgroup_position_in_grid",
+    "threads_per_threadgroup": "__qmetal_ids->threads_per_threadgroup",
+    "dispatch_threads_per_threadgroup": "__qmetal_ids->threads_per_threadgroup",
+    "threadgroups_per_grid": "__qmetal_ids->threadgroups_per_grid",
+    "threads_per_grid": "__qmetal_ids->threads_per_grid",
+    "thread_index_in_threadgroup": "__qmetal_ids->thread_index_in_threadgroup",
+    "thread_index_in_simdgroup": "__qmetal_ids->thread_index_in_simdgroup",
+    "simdgroup_index_in_threadgroup": "__qmetal_ids->simdgroup_index_in_threadgroup",
+    "threads_per_simdgroup": "__qmetal_ids->threads_per_simdgroup",
+    "thread_execution_width": "__qmetal_ids->threads_per_simdgroup",
+    "simdgroups_per_threadgroup": "__qmetal_ids->simdgroups_per_threadgroup",
+    "dispatch_simdgroups_per_threadgroup": "__qmetal_ids->simdgroups_per_threadgroup",
+    "thread_index_in_quadgroup": "__qmetal_ids->thread_index_in_simdgroup % 4u",
+    "quadgroup_index_in_threadgroup": "__qmetal_ids->thread_index_in_threadgroup / 4u",
+    "quadgroups_per_threadgroup": "(__qmetal_ids->threads_per_threadgroup.x * __qmetal_ids->threads_per_threadgroup.y"
+                                  " * __qmetal_ids->threads_per_threadgroup.z + 3u) / 4u",
 }
 
 
@@ -941,45 +941,57 @@ class Generator:
 
         return LINE_MARKER_LINE_RE.sub(line_directive, body)
 
-    def entry_points(self, entry_name):
+    def entry_points(self, entry_name, race_check=False):
         lines = []
         table = []
         for n, entry in enumerate(self.entries):
             kernel = entry.kernel
-            args, buffers, threadgroups = [], [], []
-            for p in kernel.params:
+            args, buffers, threadgroups, positions = [], [], [], []
+            for k, p in enumerate(kernel.params):
                 if p.kind == "buffer":
-                    args.append(f"::qmetal_sim::BufferArg{{buffers[{p.expr}]}}")
+                    args.append(f"::qmetal_sim::BufferArg{{__qmetal_buffers[{p.expr}]}}")
                     buffers.append(f"uint32_t({p.expr})")
+                    positions.append(k)
                 elif p.kind == "threadgroup":
-                    args.append(f"::qmetal_sim::ThreadgroupArg{{threadgroup_args[{p.expr}]}}")
+                    args.append(f"::qmetal_sim::ThreadgroupArg{{__qmetal_threadgroup_args[{p.expr}]}}")
                     threadgroups.append(f"uint32_t({p.expr})")
                 else:
                     args.append(f"::qmetal_sim::position({p.expr})")
             open_ns = "".join(f"namespace {name} {{ " for name in entry.namespace)
             close_ns = "}" * len(entry.namespace)
             qualifier = "".join(f"{name}::" for name in entry.namespace)
-            lines.append(f"{open_ns}static void __qmetal_entry_{n}(void* const* buffers, "
-                         f"const ::qmetal::sim::abi::ThreadIds* ids, void* const* threadgroup_args) {{ "
-                         f"(void)buffers; (void)ids; (void)threadgroup_args; {entry.target}({', '.join(args)}); }}")
-            for label, values in (("buffers", buffers), ("threadgroups", threadgroups)):
-                if values:
-                    lines.append(f"static const uint32_t __qmetal_{label}_{n}[] = {{{', '.join(values)}}};")
+            # Names an entry point uses start with __qmetal_, so no kernel name can collide with them.
+            lines.append(f"{open_ns}static void __qmetal_entry_{n}(void* const* __qmetal_buffers, "
+                         f"const ::qmetal::sim::abi::ThreadIds* __qmetal_ids, "
+                         f"void* const* __qmetal_threadgroup_args) {{ (void)__qmetal_buffers; (void)__qmetal_ids; "
+                         f"(void)__qmetal_threadgroup_args; {entry.target}({', '.join(args)}); }}")
+            if buffers:
+                lines.append(f"static const uint32_t __qmetal_buffers_{n}[] = {{{', '.join(buffers)}}};")
+                lines.append(f"static constexpr auto __qmetal_params_{n} = ::qmetal_sim::parameter_table(&{entry.target});")
+                lines.append(f"static const uint32_t __qmetal_min_bytes_{n}[] = "
+                             f"{{{', '.join(f'__qmetal_params_{n}.min_bytes[{k}]' for k in positions)}}};")
+                lines.append(f"static const uint8_t __qmetal_writable_{n}[] = "
+                             f"{{{', '.join(f'__qmetal_params_{n}.writable[{k}]' for k in positions)}}};")
+            if threadgroups:
+                lines.append(f"static const uint32_t __qmetal_threadgroups_{n}[] = {{{', '.join(threadgroups)}}};")
             lines.append(close_ns)
-            buffer_table = f"{qualifier}__qmetal_buffers_{n}" if buffers else "nullptr"
+            def table_of(label):
+                return f"{qualifier}__qmetal_{label}_{n}" if buffers else "nullptr"
             tg_table = f"{qualifier}__qmetal_threadgroups_{n}" if threadgroups else "nullptr"
-            table.append(f'  {{"{entry.host_name}", &{qualifier}__qmetal_entry_{n}, {buffer_table}, {len(buffers)}, '
-                         f'{tg_table}, {len(threadgroups)}, {cxx_string(kernel.file)}, {kernel.line}}},')
+            table.append(f'  {{"{entry.host_name}", &{qualifier}__qmetal_entry_{n}, {table_of("buffers")}, '
+                         f'{len(buffers)}, {tg_table}, {len(threadgroups)}, {cxx_string(kernel.file)}, {kernel.line}, '
+                         f'{table_of("min_bytes")}, {table_of("writable")}}},')
         if table:
             lines.append("static const ::qmetal::sim::abi::Kernel __qmetal_kernels[] = {")
             lines.extend(table)
             lines.append("};")
         kernels = "__qmetal_kernels" if table else "nullptr"
+        flags = "::qmetal::sim::abi::kRaceInstrumented" if race_check else "0"
         lines.append(f'extern "C" __attribute__((visibility("default"))) const ::qmetal::sim::abi::Library* '
                      f'{entry_name}(const ::qmetal::sim::abi::Runtime* runtime) {{')
         lines.append("  ::qmetal_sim::runtime = runtime;")
         lines.append("  static const ::qmetal::sim::abi::Library library{::qmetal::sim::abi::kAbiVersion, "
-                     f"{len(table)}, {kernels}}};")
+                     f"{len(table)}, {kernels}, {flags}}};")
         lines.append("  return &library;")
         lines.append("}")
         return "\n".join(lines) + "\n"
@@ -1023,6 +1035,11 @@ def cxx_flags(cxx_is_clang: bool, strict: bool = True) -> list:
     return flags
 
 
+# Compile-only flags of a race-checked library: the instrumentation, not its
+# runtime (linking happens without them, and race_hooks.h defines the hooks).
+RACE_CHECK_FLAGS = ["-fsanitize=thread"]
+
+
 def cxx_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -1046,15 +1063,20 @@ def preprocess(path: str, cxx: str, include_dirs=(), defines=None, source: str |
 
 
 def generate(preprocessed: str, entry_name: str = "qmetal_sim_library", display_name: str = "",
-             strict: bool = True) -> str:
+             strict: bool = True, race_check: bool = False) -> str:
+    """C++ for the simulator. `race_check`: the library is compiled with
+    -fsanitize=thread instrumentation (RACE_CHECK_FLAGS) and defines the
+    instrumentation's hooks itself (qmetal_sim/race_hooks.h), which report
+    every access to the simulator's race detector; no TSan runtime."""
     generator = Generator(preprocessed, strict=strict)
     generator.run()
     return (f"// Generated by qmetal's simulator from {display_name}; do not edit.\n"
             '#include "qmetal_sim/prelude.h"\n'
+            + ('#include "qmetal_sim/race_hooks.h"\n' if race_check else "")
             + (STRICT_PRELUDE if strict else "")
             + generator.source()
             + f'\n#line 1 "{display_name} (entry points)"\n'
-            + generator.entry_points(entry_name))
+            + generator.entry_points(entry_name, race_check))
 
 
 def main(argv=None):

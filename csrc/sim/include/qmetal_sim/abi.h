@@ -10,7 +10,7 @@
 
 namespace qmetal::sim::abi {
 
-inline constexpr uint32_t kAbiVersion = 1;
+inline constexpr uint32_t kAbiVersion = 2;
 
 struct Uint3 {
   uint32_t x = 1, y = 1, z = 1;
@@ -56,6 +56,9 @@ struct Runtime {
   // the kernel's type (`kind`, `bytes`), into `out`; returns whether the
   // launch defines it (out is left alone if not).
   bool (*function_constant)(uint32_t index, uint32_t kind, void* out, size_t bytes);
+  // Libraries built for race checks report every load and store of kernel
+  // code here (`pc`: the instruction's return address, for the .metal line).
+  void (*memory_access)(const void* address, size_t bytes, uint32_t is_write, const void* pc);
 };
 
 using Invoke = void (*)(void* const* buffers, const ThreadIds* ids, void* const* threadgroup_args);
@@ -69,12 +72,19 @@ struct Kernel {
   uint32_t threadgroup_count;
   const char* file;              // where the kernel is defined
   uint32_t line;
+  // Per entry of `buffers`: the bytes a reference parameter needs (sizeof
+  // its struct; 0 for pointers), and whether the kernel may write through it.
+  const uint32_t* buffer_min_bytes;
+  const uint8_t* buffer_writable;
 };
+
+enum LibraryFlags : uint32_t { kRaceInstrumented = 1 };
 
 struct Library {
   uint32_t abi_version;
   uint32_t kernel_count;
   const Kernel* kernels;
+  uint32_t flags;  // LibraryFlags
 };
 
 // A library compiled at run time exports this (C linkage); built-in kernels

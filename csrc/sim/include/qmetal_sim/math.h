@@ -63,6 +63,15 @@ inline constexpr bool is_int_or_vec_v = std::is_integral_v<element_t<T>>;
 template <class T>
 inline constexpr bool is_arith_or_vec_v = qmetal_sim::is_scalar_v<element_t<T>>;
 
+// sin(pi x) and cos(pi x) after reducing x modulo 2 exactly (remainder is
+// exact), so that integers and half-integers give exact zeros, ones and
+// tanpi poles, and large x stays accurate; sin(x * M_PI) does neither.
+inline double sin_pi(double x) {
+  const double r = std::remainder(x, 2.0);                        // in [-1, 1]
+  return std::sin(M_PI * (r > 0.5 ? 1.0 - r : r < -0.5 ? -1.0 - r : r));  // sin(pi r), argument in [-1/2, 1/2]
+}
+inline double cos_pi(double x) { return sin_pi(0.5 - std::fabs(std::remainder(x, 2.0))); }
+
 }  // namespace detail
 
 #define QMETAL_SIM_FLOAT1(name, expr)                                            \
@@ -96,9 +105,9 @@ QMETAL_SIM_FLOAT1(tanh, std::tanh(x))
 QMETAL_SIM_FLOAT1(asinh, std::asinh(x))
 QMETAL_SIM_FLOAT1(acosh, std::acosh(x))
 QMETAL_SIM_FLOAT1(atanh, std::atanh(x))
-QMETAL_SIM_FLOAT1(sinpi, std::sin(double(x) * M_PI))
-QMETAL_SIM_FLOAT1(cospi, std::cos(double(x) * M_PI))
-QMETAL_SIM_FLOAT1(tanpi, std::tan(double(x) * M_PI))
+QMETAL_SIM_FLOAT1(sinpi, detail::sin_pi(double(x)))
+QMETAL_SIM_FLOAT1(cospi, detail::cos_pi(double(x)))
+QMETAL_SIM_FLOAT1(tanpi, detail::sin_pi(double(x)) / detail::cos_pi(double(x)))
 QMETAL_SIM_FLOAT1(erf, std::erf(x))
 QMETAL_SIM_FLOAT1(floor, std::floor(x))
 QMETAL_SIM_FLOAT1(ceil, std::ceil(x))

@@ -76,7 +76,33 @@ struct PositionArg {
 
 inline PositionArg position(const abi::Uint3& v) { return {v}; }
 inline PositionArg position(uint32_t v) { return {{v, 0, 0}}; }
-inline PositionArg position_zero() { return {{0, 0, 0}}; }
+
+// What the launcher checks of each kernel parameter before a run: the bytes
+// a reference (a `constant` struct) needs, and whether the kernel may write
+// through a pointer or reference (not const; `constant` compiles as const).
+template <size_t N>
+struct ParameterTable {
+  uint32_t min_bytes[N > 0 ? N : 1];
+  uint8_t writable[N > 0 ? N : 1];
+};
+
+template <class P>
+constexpr uint32_t parameter_min_bytes() {
+  if constexpr (std::is_reference_v<P>) return uint32_t(sizeof(std::remove_reference_t<P>));
+  else return 0;
+}
+
+template <class P>
+constexpr uint8_t parameter_writable() {
+  if constexpr (std::is_reference_v<P>) return !std::is_const_v<std::remove_reference_t<P>>;
+  else if constexpr (std::is_pointer_v<P>) return !std::is_const_v<std::remove_pointer_t<P>>;
+  else return 0;
+}
+
+template <class R, class... P>
+constexpr ParameterTable<sizeof...(P)> parameter_table(R (*)(P...)) {
+  return {{parameter_min_bytes<P>()...}, {parameter_writable<P>()...}};
+}
 
 }  // namespace qmetal_sim
 
