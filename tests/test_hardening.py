@@ -245,3 +245,209 @@ def test_23_non_integral_shapes_and_offsets_are_refused():
         qmetal.GGMLWeight(np.zeros(64 * 144, np.uint8), "Q4_0", (64, 256), offset=-2)
     weight = qmetal.GGMLWeight(np.zeros(64 * 144, np.uint8), "Q4_0", (np.int64(64), np.int32(256)))
     assert weight.shape == (64, 256)
+
+
+# --- #8-#15, #17, #24: the simulator fails safely ------------------------------------------
+
+HOSTILE = """
+#include <metal_stdlib>
+using namespace metal;
+kernel void oob(device float* y [[buffer(0)]], uint i [[thread_position_in_grid]]) { y[i + 64] = 123.0f; }
+kernel void div(device const int* x [[buffer(0)]], device int* y [[buffer(1)]], uint i [[thread_position_in_grid]]) {
+  y[i] = 100 / x[i];
+}
+kernel void big(device float* y [[buffer(0)]], uint i [[thread_position_in_grid]]) {
+  float a[40000];
+  for (int k = 0; k < 40000; ++k) a[k] = float(k + i);
+  y[i] = a[(i * 7919) % 40000];
+}
+kernel void spin(device float* y [[buffer(0)]], uint i [[thread_position_in_grid]]) {
+  volatile int go = 1;
+  while (go) {}
+  y[i] = 1.0f;
+}
+kernel void saxpy(device const float* x [[buffer(0)]], device float* y [[buffer(1)]],
+                  uint i [[thread_position_in_grid]]) {
+  y[i] = 2 * x[i] + y[i];
+}
+kernel void tile_write(device float* y [[buffer(0)]], threadgroup float* t [[threadgroup(0)]],
+                       uint i [[thread_index_in_threadgroup]]) {
+  t[i] = 1.0f;
+  y[i] = t[i];
+}
+kernel void ids(device float* buffers [[buffer(0)]], uint threadgroup_args [[thread_position_in_grid]]) {
+  buffers[threadgroup_args] = 1.0f;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    return qmetal.sim.compile(HOSTILE, cache_dir=tmp_path_factory.mktemp("hostile"))
+
+
+def test_8_out_of_bounds_write_is_reported_and_neighbours_untouched(hostile):
+    blob = np.zeros(128, np.float32)
+    with pytest.raises(RuntimeError, match=r"kernel 'oob' accessed buffers\[0\] \(256 bytes\) out of bounds"):
+        hostile.launch("oob", [blob[:64]], grid=(2,), threadgroup=(32,))
+    assert not blob[64:].any()
+
+
+def test_8_far_out_of_bounds_and_small_threadgroup_memory(hostile):
+    with pytest.raises(RuntimeError, match="kernel 'saxpy'.*invalid memory access|kernel 'saxpy' accessed"):
+        hostile.launch("saxpy", [np.ones(8, np.float32), np.zeros(8, np.float32)], grid=(64,), threadgroup=(32,))
+    with pytest.raises(RuntimeError, match=r"past the end of \[\[threadgroup\(0\)\]\]"):
+        hostile.launch("tile_write", [np.zeros(32, np.float32)], grid=(1,), threadgroup=(32,),
+                       threadgroup_memory=[16])
+
+
+def test_9_division_by_zero_does_not_kill_the_process(hostile):
+    x = np.arange(32, dtype=np.int32) % 3
+    y = np.full(32, -7, np.int32)
+    with pytest.warns(RuntimeWarning, match="divided an integer by zero 11 time"):
+        hostile.launch("div", [x, y], grid=(1,), threadgroup=(32,))
+    np.testing.assert_array_equal(y, np.where(x == 0, 0, 100 // np.maximum(x, 1)))
+
+
+def test_10_stack_overflow_is_a_named_error(hostile):
+    with pytest.raises(RuntimeError, match="kernel 'big'.*overflowed its stack.*QMETAL_SIM_STACK_KB"):
+        hostile.launch("big", [np.zeros(64, np.float32)], grid=(2,), threadgroup=(32,))
+
+
+def test_12_timeout_names_the_kernel_and_threadgroup(hostile):
+    with pytest.raises(RuntimeError, match=r"kernel 'spin': timed out after .* threadgroup \(0, 0, 0\)"):
+        hostile.launch("spin", [np.zeros(32, np.float32)], grid=(1,), threadgroup=(32,), timeout=0.5)
+    # The simulator is usable afterwards.
+    y = np.zeros(32, np.float32)
+    hostile.launch("saxpy", [np.ones(32, np.float32), y], grid=(1,), threadgroup=(32,))
+    np.testing.assert_array_equal(y, 2.0)
+
+
+def test_12_ctrl_c_interrupts_a_launch(hostile, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "spin.py"
+    script.write_text(textwrap.dedent(f"""
+        import numpy as np, qmetal.sim, sys
+        lib = qmetal.sim.compile({HOSTILE!r}, cache_dir={str(tmp_path)!r})
+        print("ready", flush=True)
+        try:
+            lib.launch("spin", [np.zeros(32, np.float32)], grid=(1,), threadgroup=(32,))
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(3)
+    """))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    import time
+
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    try:
+        out, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("Ctrl-C did not stop the launch")
+    assert process.returncode == 3 and "interrupted" in out
+
+
+def test_13_read_only_memory_is_not_a_writable_binding(hostile):
+    ro = np.zeros(32, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"buffers\[1\]: the memory is read-only"):
+        hostile.launch("saxpy", [np.ones(32, np.float32), ro], grid=(1,), threadgroup=(32,))
+    with pytest.raises(ValueError, match=r"buffers\[1\]: the memory is read-only"):
+        hostile.launch("saxpy", [np.ones(32, np.float32), memoryview(bytes(128))], grid=(1,), threadgroup=(32,))
+
+
+def test_14_execute_validates_the_plan(hostile):
+    plan = qmetal.DispatchPlan()
+    plan.kernel = "saxpy"
+    plan.grid = (1, 1, 1)
+    plan.threadgroup = (32, 1, 1)
+    plan.bind(0, qmetal.asbuffer(np.ones(32, np.float32)), offset=1 << 40)
+    plan.bind(1, qmetal.asbuffer(np.zeros(32, np.float32)))
+    with pytest.raises(ValueError, match="offset"):
+        hostile.execute(plan)
+
+
+def test_14_args_struct_size_is_checked():
+    qw = qmetal.quantize(np.ones((8, 64), np.float32))
+    x = np.ones((1, 64), np.float32)
+    y = qmetal.empty((1, 8), "float32")
+    plan = qmetal._core.plan_affine_matmul(qmetal.default_device(), qmetal.asbuffer(x), qw._native, True, y, "qmv")[0]
+    plan.args = plan.args[:1]
+    with pytest.raises(ValueError, match="struct at \\[\\[buffer\\(0\\)\\]\\], but only 1 bytes"):
+        qmetal.sim.builtin().execute(plan)
+
+
+def test_15_and_17_empty_dispatch_and_huge_indices(hostile):
+    y = np.zeros(64, np.float32)
+    hostile.launch("saxpy", [np.ones(64, np.float32), y], threads=(0,), threadgroup=(32,))
+    assert not y.any()
+    with pytest.raises(ValueError, match="buffer indices 0 to 30"):
+        hostile.launch("saxpy", {10**8: np.ones(4, np.float32)}, grid=(1,), threadgroup=(1,))
+    for kwargs, message in (({"grid": (2**32,)}, "grid"), ({"grid": (1,), "seed": -1}, "seed"),
+                            ({"grid": (1,), "threadgroup_memory": [-4]}, "threadgroup_memory")):
+        with pytest.raises(ValueError, match=message):
+            hostile.launch("saxpy", [np.ones(4, np.float32), np.zeros(4, np.float32)], threadgroup=(1,), **kwargs)
+
+
+def test_11_sanitize_without_the_runtime_says_how():
+    import os
+
+    if "asan" in open("/proc/self/maps").read():
+        pytest.skip("the sanitizer runtime is loaded in this process")
+    with pytest.raises(RuntimeError, match="LD_PRELOAD"):
+        qmetal.sim.compile("kernel void k(device float* y [[buffer(0)]]) { y[0] = 1.0f; }", sanitize=True)
+
+
+def test_24_kernel_names_cannot_collide_with_generated_ones(hostile, tmp_path):
+    y = np.zeros(4, np.float32)
+    hostile.launch("ids", [y], grid=(1,), threadgroup=(4,))
+    np.testing.assert_array_equal(y, 1.0)
+    path = tmp_path / "kernels.msl"
+    path.write_text("#include <metal_stdlib>\nkernel void k(device float* y [[buffer(0)]]) { y[0] = 2.0f; }\n")
+    lib = qmetal.sim.compile(str(path), cache_dir=tmp_path)
+    assert lib.kernels == ["k"]
+
+
+# --- #21-#23: every bad argument named -------------------------------------------------------
+
+def test_21_bad_arguments_are_named(rng):
+    w = np.ones((8, 64), np.float32)
+    q = qmetal.quantize(w)
+    x = np.ones((1, 64), np.float32)
+    with pytest.raises(ValueError, match="bits"):
+        qmetal.quantize(w, bits=2**40)
+    with pytest.raises(TypeError, match="transpose: expected a bool"):
+        qmetal.matmul(x, q, transpose="no")
+    np.testing.assert_array_equal(qmetal.matmul(x, q, transpose=np.bool_(True)), qmetal.matmul(x, q))
+    with pytest.raises(TypeError, match="route: expected a route name"):
+        qmetal.matmul(x, q, route=None)
+    with pytest.raises(TypeError, match="device: expected a qmetal.Device"):
+        qmetal.Stream(device="gpu0")
+    with pytest.raises(TypeError, match="device: expected a qmetal.Device"):
+        qmetal.quantize(w, device="cpu")
+
+
+def test_22_dtype_errors_name_the_argument():
+    q = qmetal.quantize(np.ones((8, 64), np.float32))
+    with pytest.raises(TypeError, match="w: expected float32, float16 or bfloat16, got float64"):
+        qmetal.quantize(np.ones((8, 64), np.float64))
+    with pytest.raises(TypeError, match="scales: expected float32, float16 or bfloat16, got float64"):
+        qmetal.QuantizedWeight.from_arrays(q.packed, q.scales.astype(np.float64), q.biases)
+
+
+def test_23_one_dtype_rule_for_dequantize(rng):
+    q = qmetal.quantize(rng.standard_normal((8, 64)).astype(np.float32))
+    g = qmetal.GGMLWeight(ref.ggml_quantize(rng.standard_normal((8, 64)).astype(np.float32), "Q8_0"), "Q8_0", (8, 64))
+    for weight in (q, g):
+        with pytest.raises(TypeError, match="dtype: expected a float dtype"):
+            qmetal.dequantize(weight, dtype=np.int32)
+        wide = qmetal.dequantize(weight, dtype=np.float64)
+        assert wide.dtype == np.float64
+        np.testing.assert_array_equal(wide, qmetal.dequantize(weight, dtype=np.float32).astype(np.float64))

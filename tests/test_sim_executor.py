@@ -42,7 +42,7 @@ def check_program(request, tmp_path_factory):
         sources = ["-DQMETAL_VERSION=\"test\"", "-I", os.path.join(SOURCES, "include"),
                    "-I", os.path.join(HERE, "..", "shaders"), "-I", os.path.join(SOURCES, "sim", "include")]
         sources += ["-DQMETAL_SIM_UCONTEXT"] if request.param == "ucontext" else ["-static"]
-        sources += [os.path.join(SOURCES, "sim", name) for name in ("executor.cpp", "fiber.cpp")]
+        sources += [os.path.join(SOURCES, "sim", name) for name in ("executor.cpp", "faults.cpp", "fiber.cpp")]
         sources += [os.path.join(SOURCES, "core", name) for name in sorted(os.listdir(os.path.join(SOURCES, "core")))
                     if name.endswith(".cpp")]
     subprocess.run([compiler, "-std=c++17", "-O1", "-I", qmetal.get_include(),

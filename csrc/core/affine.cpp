@@ -212,7 +212,8 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
   args.k_per_partition = K;
   uint64_t batch = 1;
   if (ws.size() == 2) {
-    args.M = checked_u32(shape_size(xs) / K, "the rows of x");  // every leading dimension folds into M
+    // every leading dimension folds into M
+    args.M = checked_u32(shape_size(Shape(xs.begin(), xs.end() - 1)), "the rows of x");
   } else {
     const Shape x_batch = xs.size() >= 2 ? Shape(xs.begin(), xs.end() - 2) : Shape{};
     const Shape w_batch(ws.begin(), ws.end() - 2);
@@ -262,6 +263,9 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
     value_error("route: 'qmv_fast' needs N % ", kQmvRowsPerThreadgroup, " == 0 and K % ", fast_k,
                 " == 0, got N = ", N, ", K = ", K);
   }
+  // An empty reduction (K == 0, possible with transpose=False) has no kernel
+  // to run: the result is zeros, which the ops write.
+  if (K == 0) return {};
 
   DispatchPlan plan = matmul_plan(args, x, w, y);
   const uint32_t z = checked_u32(static_cast<int64_t>(batch), "the batch size");
@@ -350,7 +354,7 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
   args.k_partitions = 1;
   args.k_per_partition = args.K;
   const uint32_t matrices = checked_u32(lhs->size(), "the number of output matrices");
-  if (args.M == 0 || args.N == 0 || matrices == 0) return {};
+  if (args.K == 0 || args.M == 0 || args.N == 0 || matrices == 0) return {};  // K == 0: the ops write zeros
   if (route == AffineRoute::automatic) {
     route = rows ? AffineRoute::qmm_sorted
             : args.M >= affine_matmat_threshold(device) ? AffineRoute::qmm

@@ -13,13 +13,14 @@
 namespace qmetal {
 
 std::string_view backend_name(Backend backend) {
-  return backend == Backend::metal ? "metal" : "sim";
+  return backend == Backend::metal ? "metal" : backend == Backend::cuda ? "cuda" : "sim";
 }
 
 Backend backend_from_name(std::string_view name, const char* what) {
   if (name == "sim") return Backend::sim;
   if (name == "metal") return Backend::metal;
-  value_error(what, ": expected 'sim' or 'metal', got '", std::string(name), "'");
+  if (name == "cuda") return Backend::cuda;
+  value_error(what, ": expected 'sim', 'metal' or 'cuda', got '", std::string(name), "'");
 }
 
 namespace {
@@ -60,8 +61,10 @@ namespace {
 
 struct Registry {
   std::mutex mutex;
-  BackendFactory metal;
-  DevicePtr sim_device, metal_device;
+  BackendFactory metal, cuda;
+  DevicePtr sim_device, metal_device, cuda_device;
+  BackendFactory& factory(Backend backend) { return backend == Backend::cuda ? cuda : metal; }
+  DevicePtr& device(Backend backend) { return backend == Backend::cuda ? cuda_device : metal_device; }
 };
 
 Registry& registry() {
@@ -72,16 +75,17 @@ Registry& registry() {
 }  // namespace
 
 void register_backend(Backend backend, BackendFactory factory) {
-  if (backend != Backend::metal) value_error("backend: only 'metal' registers itself; the simulator is built in");
+  if (backend == Backend::sim) value_error("backend: only 'metal' and 'cuda' register themselves; the simulator is built in");
   std::lock_guard<std::mutex> lock(registry().mutex);
-  registry().metal = factory;
+  registry().factory(backend) = factory;
 }
 
 bool backend_available(Backend backend) {
   if (backend == Backend::sim) return true;
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  return r.metal.available != nullptr && r.metal.available();
+  const BackendFactory& factory = r.factory(backend);
+  return factory.available != nullptr && factory.available();
 }
 
 namespace {
@@ -106,15 +110,16 @@ DevicePtr get_device(Backend backend) {
     return r.sim_device;
   }
   if (!backend_available(backend)) {
-    if (r.metal.available == nullptr) {
+    if (r.factory(backend).available == nullptr) {
       value_error("backend: '", backend_name(backend), "' is not available in this build (available: 'sim')");
     }
     value_error("backend: '", backend_name(backend), "' is not available on this machine: ",
-                unavailable_reason(r.metal), " (available: 'sim')");
+                unavailable_reason(r.factory(backend)), " (available: 'sim')");
   }
   std::lock_guard<std::mutex> lock(r.mutex);
-  if (!r.metal_device) r.metal_device = r.metal.create();
-  return r.metal_device;
+  DevicePtr& device = r.device(backend);
+  if (!device) device = r.factory(backend).create();
+  return device;
 }
 
 std::string backend_status(Backend backend) {
@@ -122,7 +127,11 @@ std::string backend_status(Backend backend) {
   if (backend == Backend::metal && r.metal.available == nullptr) {
     return "not part of this build (the Metal backend is built on macOS, where QMETAL_BUILD_METAL=OFF leaves it out)";
   }
-  if (!backend_available(backend)) return "not usable: " + unavailable_reason(r.metal);
+  if (backend == Backend::cuda && r.cuda.available == nullptr) {
+    return "not part of this build (the CUDA backend is built where CMake finds a CUDA toolkit, nvcc; "
+           "QMETAL_BUILD_CUDA=OFF leaves it out)";
+  }
+  if (!backend_available(backend)) return "not usable: " + unavailable_reason(r.factory(backend));
   const DevicePtr device = get_device(backend);
   const std::string details = device->details();
   return "available: " + device->name() + (details.empty() ? "" : " (" + details + ")");

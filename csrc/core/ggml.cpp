@@ -141,7 +141,9 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
   }
   const bool wants_rows = route == GGMLRoute::mv_id || route == GGMLRoute::mm_id;
   if (wants_rows != row_list) {
-    value_error("route: '", ggml_route_name(route), wants_rows ? "' is for gather_matmul" : "' is for matmul");
+    value_error("route: '", ggml_route_name(route),
+                wants_rows ? "' runs row lists (gather_matmul, stacked weights); one weight matrix takes mv, mv_ext or mm"
+                           : "' runs one weight matrix; gather_matmul and stacked weights take mv_id or mm_id");
   }
   if (route == GGMLRoute::mm_id && !rows->rows) value_error("route: 'mm_id' needs the rows sorted by expert");
 

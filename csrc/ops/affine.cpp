@@ -54,7 +54,9 @@ BufferPtr affine_matmul(const Device& device, const BufferPtr& x, const Quantize
   const BufferPtr y = output_buffer(out, x->dtype(), affine_matmul_shape(x->shape(), w, transpose),
                                     {input_range("x", x), input_range("w's packed codes", w.packed),
                                      input_range("w's scales", w.scales), input_range("w's biases", w.biases)});
-  run(device, plan_affine_matmul(device, x, w, transpose, y, route), stream);
+  const std::vector<DispatchPlan> plans = plan_affine_matmul(device, x, w, transpose, y, route);
+  if (plans.empty()) std::memset(y->data(), 0, y->nbytes());  // nothing to sum (K == 0) or nothing to write
+  run(device, plans, stream);
   return y;
 }
 
@@ -90,7 +92,10 @@ BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const Q
                     (route == AffineRoute::automatic &&
                      affine_gather_prefers_sorted(device, transpose, xs[xs.size() - 2], matrices, shape_size(w_batch)));
   const BufferPtr rows = sort ? sort_rows_by_expert(lhs_flat, rhs_flat, sorted_indices) : nullptr;
-  run(device, plan_affine_gather_matmul(device, x, w, lhs_flat, rhs_flat, transpose, y, route, rows), stream);
+  const std::vector<DispatchPlan> plans =
+      plan_affine_gather_matmul(device, x, w, lhs_flat, rhs_flat, transpose, y, route, rows);
+  if (plans.empty()) std::memset(y->data(), 0, y->nbytes());  // nothing to sum (K == 0) or nothing to write
+  run(device, plans, stream);
   return y;
 }
 

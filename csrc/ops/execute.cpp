@@ -8,6 +8,9 @@
 #ifdef QMETAL_HAVE_METAL
 #include "metal/metal.h"
 #endif
+#ifdef QMETAL_HAVE_CUDA
+#include "cuda/cuda.h"
+#endif
 
 namespace qmetal {
 
@@ -16,6 +19,9 @@ void initialize() {
   std::call_once(once, [] {
 #ifdef QMETAL_HAVE_METAL
     register_backend(Backend::metal, BackendFactory{&metal::available, &metal::create_device});
+#endif
+#ifdef QMETAL_HAVE_CUDA
+    register_backend(Backend::cuda, BackendFactory{&cuda::available, &cuda::create_device});
 #endif
   });
 }
@@ -39,6 +45,15 @@ void execute(const Device& device, const std::vector<DispatchPlan>& plans) {
       return;
 #else
       runtime_error("the Metal backend is not part of this build");
+#endif
+    case Backend::cuda:
+#ifdef QMETAL_HAVE_CUDA
+      // Synchronous, as the simulator: copies in, launches in order on one
+      // stream, copies out (csrc/cuda/cuda.h).
+      cuda::execute(device, plans);
+      return;
+#else
+      runtime_error("the CUDA backend is not part of this build");
 #endif
   }
 }

@@ -43,7 +43,7 @@ void bind_device(nb::module_& m) {
         "QMETAL_BACKEND if set, else Metal where a Metal GPU exists, else the simulator.");
   m.def(
       "get_device", [](const std::string& backend) { return get_device(backend_from_name(backend)); }, "backend"_a,
-      "The device of a backend by name ('sim' or 'metal').");
+      "The device of a backend by name ('sim', 'metal' or 'cuda').");
   m.def(
       "backend_status", [](const std::string& backend) { return backend_status(backend_from_name(backend)); },
       "backend"_a, "One line: the device a backend uses, or why it is not used here.");
@@ -51,7 +51,7 @@ void bind_device(nb::module_& m) {
       "available_backends",
       [] {
         std::vector<std::string> out;
-        for (Backend b : {Backend::metal, Backend::sim}) {
+        for (Backend b : {Backend::metal, Backend::cuda, Backend::sim}) {
           if (backend_available(b)) out.emplace_back(backend_name(b));
         }
         return out;

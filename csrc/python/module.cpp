@@ -22,6 +22,7 @@ void bind_plan(nb::module_& m);
 void bind_sim(nb::module_& m);
 void bind_affine(nb::module_& m);
 void bind_ggml(nb::module_& m);
+void bind_cuda(nb::module_& m);
 }  // namespace qmetal
 
 NB_MODULE(_core, m) {
@@ -35,6 +36,10 @@ NB_MODULE(_core, m) {
         case qmetal::ErrorKind::value: PyErr_SetString(PyExc_ValueError, e.what()); break;
         case qmetal::ErrorKind::type: PyErr_SetString(PyExc_TypeError, e.what()); break;
         case qmetal::ErrorKind::runtime: PyErr_SetString(PyExc_RuntimeError, e.what()); break;
+        case qmetal::ErrorKind::interrupted:
+          // Python's SIGINT handler may have set it already (the poll ran it).
+          if (!PyErr_Occurred()) PyErr_SetNone(PyExc_KeyboardInterrupt);
+          break;
       }
     }
   });
@@ -48,4 +53,5 @@ NB_MODULE(_core, m) {
   qmetal::bind_sim(m);
   qmetal::bind_affine(m);
   qmetal::bind_ggml(m);
+  qmetal::bind_cuda(m);
 }

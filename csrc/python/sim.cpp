@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "qmetal/qmetal.h"
+#include "sim/faults.h"
 #include "sim/library.h"
 
 namespace nb = nanobind;
@@ -54,6 +55,13 @@ sim::FunctionConstant constant_from(uint32_t index, nb::handle value) {
 }  // namespace
 
 void bind_sim(nb::module_& m) {
+  // Ctrl-C reaches long simulator runs (a launch, or an op's kernels): the
+  // waiting thread asks Python about pending signals every 50 ms.
+  sim::set_interrupt_poll([]() -> bool {
+    if (!Py_IsInitialized()) return false;
+    nb::gil_scoped_acquire acquire;
+    return PyErr_CheckSignals() != 0;
+  });
   nb::class_<LibraryHandle>(m, "SimLibrary", "Kernels the simulator can run.")
       .def_prop_ro("path", [](const LibraryHandle& h) { return h.library->path(); })
       .def_prop_ro("kernels", [](const LibraryHandle& h) { return h.library->kernel_names(); })
@@ -74,7 +82,7 @@ void bind_sim(nb::module_& m) {
              const std::vector<uint32_t>& threadgroup, const std::vector<uint32_t>& threadgroup_memory,
              const std::optional<std::vector<uint32_t>>& threads, const std::string& schedule, uint64_t seed,
              const std::vector<std::pair<uint32_t, nb::object>>& function_constants, unsigned workers,
-             bool race_check) {
+             bool race_check, double timeout, bool guard) {
             sim::KernelLaunch launch;
             if (buffers.size() > sim::kMaxBufferBindings) {
               value_error("buffers: at most ", sim::kMaxBufferBindings, " (Metal's buffer slots), got ",
@@ -86,6 +94,8 @@ void bind_sim(nb::module_& m) {
               launch.readonly[i] = std::get<2>(buffers[i]);
             }
             launch.race_check = race_check;
+            launch.timeout_seconds = timeout;
+            launch.guard_buffers = guard;
             launch.threadgroup = dim3_from(threadgroup, "threadgroup");
             bool nothing_to_run = false;
             if (threads) {
@@ -113,7 +123,8 @@ void bind_sim(nb::module_& m) {
             return nb::make_tuple(stats.threads, stats.switches);
           },
           "name"_a, "buffers"_a, "grid"_a, "threadgroup"_a, "threadgroup_memory"_a, "threads"_a.none(),
-          "schedule"_a, "seed"_a, "function_constants"_a, "workers"_a, "race_check"_a = false,
+          "schedule"_a, "seed"_a, "function_constants"_a, "workers"_a, "race_check"_a = false, "timeout"_a = 0.0,
+          "guard"_a = false,
           "Run a kernel; buffers are (address, bytes, read-only) tuples indexed by [[buffer(i)]]. Returns "
           "(threads, context switches).")
       .def(
@@ -126,6 +137,8 @@ void bind_sim(nb::module_& m) {
           "plan"_a, "schedule"_a = "forward", "seed"_a = 0, "race_check"_a = false,
           "Run a DispatchPlan as the Metal backend would (validated first).");
 
+  m.def("sim_divisions_by_zero", &sim::faults::divisions_by_zero,
+        "Integer divisions by zero simulated kernels have made (completed with quotient 0).");
   m.def(
       "sim_use_for_ops",
       [](const LibraryHandle* h, bool race_check) {

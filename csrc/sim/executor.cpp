@@ -15,6 +15,14 @@
 
 #include <cstdio>
 
+#include <pthread.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+
+#include "faults.h"
 #include "fiber.h"
 
 namespace qmetal::sim {
@@ -45,6 +53,8 @@ std::string site_str(const Site& site) {
 namespace {
 
 constexpr unsigned char kPoison = 0xFF;
+
+std::atomic<InterruptPoll> interrupt_poll_hook{nullptr};
 
 enum class State { runnable, at_barrier, at_collective, done };
 
@@ -91,8 +101,21 @@ struct Group {
   uint32_t count = 0;  // threads in the current threadgroup (fewer at non-uniform edges)
   std::vector<Thread> threads;
   std::unique_ptr<Fiber> scheduler;
-  std::vector<std::vector<unsigned char>> threadgroup_args;
+  // [[threadgroup(i)]] memory, each ending at a watched guard page.
+  struct ThreadgroupArg {
+    faults::GuardedBlock block;
+    char* data = nullptr;
+    size_t bytes = 0;
+    int watch = -1;
+  };
+  std::vector<ThreadgroupArg> threadgroup_args;
   std::vector<void*> threadgroup_arg_ptrs;
+  // Set from a signal handler when a fiber had to be stopped (stack overflow,
+  // timeout, Ctrl-C); the scheduler raises it.
+  volatile bool in_fiber = false;
+  const char* volatile stop_reason = nullptr;
+  volatile uintptr_t stop_address = 0;
+  const std::atomic<const char*>* cancel = nullptr;  // the run's cancellation
   std::vector<Allocation> variables;
   uint32_t current = 0;
   uint32_t done = 0;
@@ -114,11 +137,19 @@ Thread& running_thread(const char* what) {
   return tls_group->threads[tls_group->current];
 }
 
-void yield_to_scheduler(Thread& thread) { Fiber::switch_to(*thread.fiber, *tls_group->scheduler); }
+// in_fiber is true exactly while code runs on a fiber's stack, so a signal
+// handler can tell whether it interrupted a simulated thread.
+void yield_to_scheduler(Thread& thread) {
+  Group& group = *tls_group;
+  group.in_fiber = false;
+  Fiber::switch_to(*thread.fiber, *group.scheduler);
+  group.in_fiber = true;
+}
 
 void thread_entry(void* arg) {
   auto& thread = *static_cast<Thread*>(arg);
   Group& group = *tls_group;
+  group.in_fiber = true;
   try {
     (*group.body)(thread.ids, group.threadgroup_arg_ptrs.data());
   } catch (...) {
@@ -127,6 +158,11 @@ void thread_entry(void* arg) {
   thread.state = State::done;
   ++group.done;
   yield_to_scheduler(thread);  // never resumed
+}
+
+std::string thread_label(uint32_t index) {
+  return "thread " + std::to_string(index) + " (simdgroup " + std::to_string(index / kSimdWidth) + ", lane " +
+         std::to_string(index % kSimdWidth) + ")";
 }
 
 std::string describe(uint32_t index, const Thread& t) {
@@ -256,7 +292,9 @@ void run_threadgroup(Group& group, const LaunchConfig& config, const Dim3& posit
   group.simd_epoch.assign((count + kSimdWidth - 1) / kSimdWidth, 0);
   group.shadow.clear();
   group.race.clear();
-  for (auto& memory : group.threadgroup_args) std::fill(memory.begin(), memory.end(), kPoison);
+  group.stop_reason = nullptr;
+  group.stop_address = 0;
+  for (auto& arg : group.threadgroup_args) std::memset(arg.data, kPoison, arg.bytes);
   for (uint32_t i = 0; i < count; ++i) {
     Thread& t = group.threads[i];
     ThreadIds& ids = t.ids;
@@ -286,8 +324,21 @@ void run_threadgroup(Group& group, const LaunchConfig& config, const Dim3& posit
       if (t.state != State::runnable) continue;
       progressed = true;
       group.current = i;
+      if (const char* reason = group.cancel->load()) throw SimError(std::string(reason) + " in " + group_name(t));
       Fiber::switch_to(*group.scheduler, *t.fiber);
       ++group.stats.switches;
+      if (group.stop_reason != nullptr) {
+        const char* cancelled = group.cancel->load();
+        std::string where = thread_label(i);
+        if (cancelled) throw SimError(std::string(cancelled) + ": " + group_name(t) + ", " + where + " was running");
+        std::string message = group_name(t) + ", " + where + ": " + group.stop_reason;
+        if (group.stop_address != 0) {
+          char address[32];
+          std::snprintf(address, sizeof address, "0x%zx", static_cast<size_t>(group.stop_address));
+          message += std::string(" at address ") + address + " (far past a buffer, or through a bad pointer)";
+        }
+        throw SimError(message);
+      }
       if (group.thread_error) std::rethrow_exception(group.thread_error);
       if (!group.race.empty()) throw SimError(group.race);
       try_complete_collective(group, i / kSimdWidth);
@@ -317,16 +368,28 @@ RunStats run(const ThreadBody& body, const LaunchConfig& launch) {
   std::mutex error_mutex;
   std::exception_ptr first_error;
   std::atomic<uint64_t> total_threads{0}, total_switches{0};
+  std::atomic<const char*> cancel{nullptr};
+  faults::install();
 
   auto work = [&](unsigned worker) {
+    faults::prepare_thread();
     Group group;
     group.body = &body;
     group.config = &config;
+    group.cancel = &cancel;
     group.scheduler = Fiber::for_current_thread();
     group.threads.resize(threads);
     for (auto& t : group.threads) t.fiber = std::make_unique<Fiber>(config.stack_bytes);
-    for (uint32_t bytes : config.threadgroup_memory) group.threadgroup_args.emplace_back(bytes);
-    for (auto& memory : group.threadgroup_args) group.threadgroup_arg_ptrs.push_back(memory.data());
+    for (uint32_t bytes : config.threadgroup_memory) {
+      Group::ThreadgroupArg arg;
+      arg.bytes = bytes;
+      arg.block = faults::map_guarded(bytes);
+      // Ends at the guard page (16-byte aligned, as Metal's lengths are).
+      arg.data = arg.block.end - (bytes + 15) / 16 * 16;
+      arg.watch = faults::watch(arg.block);
+      group.threadgroup_args.push_back(arg);
+    }
+    for (auto& arg : group.threadgroup_args) group.threadgroup_arg_ptrs.push_back(arg.data);
     std::vector<uint32_t> order(threads);
     std::iota(order.begin(), order.end(), 0u);
     if (config.schedule == Schedule::reverse) std::reverse(order.begin(), order.end());
@@ -345,16 +408,68 @@ RunStats run(const ThreadBody& body, const LaunchConfig& launch) {
       failed = true;
     }
     tls_group = nullptr;
+    for (size_t i = 0; i < group.threadgroup_args.size(); ++i) {
+      auto& arg = group.threadgroup_args[i];
+      const uintptr_t fault = faults::unwatch(arg.watch);
+      faults::unmap(arg.block);
+      if (fault != 0) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!first_error) {
+          first_error = std::make_exception_ptr(SimError(
+              "access past the end of [[threadgroup(" + std::to_string(i) + ")]]: threadgroup_memory[" +
+              std::to_string(i) + "] gives it " + std::to_string(arg.bytes) + " bytes, and a thread touched byte " +
+              std::to_string(fault - reinterpret_cast<uintptr_t>(arg.data))));
+        }
+      }
+    }
     total_threads += group.stats.threads;
     total_switches += group.stats.switches;
   };
 
-  if (workers == 1) {
+  const InterruptPoll poll = interrupt_poll_hook.load();
+  if (workers == 1 && config.timeout_seconds <= 0 && poll == nullptr) {
     work(0);
   } else {
+    // Workers on their own threads; this one waits, watching the clock and
+    // Ctrl-C, and stops the workers' fibers when the run must end.
+    std::mutex done_mutex;
+    std::condition_variable done_signal;
+    unsigned running = workers;
     std::vector<std::thread> pool;
-    for (unsigned w = 0; w < workers; ++w) pool.emplace_back(work, w);
+    for (unsigned w = 0; w < workers; ++w) {
+      pool.emplace_back([&, w] {
+        work(w);
+        std::lock_guard<std::mutex> lock(done_mutex);
+        --running;
+        done_signal.notify_all();
+      });
+    }
+    const auto start = std::chrono::steady_clock::now();
+    std::string timeout_reason;
+    bool interrupted = false;
+    std::unique_lock<std::mutex> lock(done_mutex);
+    while (running > 0) {
+      done_signal.wait_for(lock, std::chrono::milliseconds(50));
+      if (running == 0) continue;
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (cancel.load() != nullptr) {
+        // already cancelled: signal again below, in case a worker was between fibers
+      } else if (config.timeout_seconds > 0 && elapsed > config.timeout_seconds) {
+        timeout_reason = "timed out after " + std::to_string(config.timeout_seconds) + " s (timeout=)";
+        cancel.store(timeout_reason.c_str());
+      } else if (poll != nullptr) {
+        lock.unlock();
+        interrupted = poll();
+        lock.lock();
+        if (interrupted) cancel.store("interrupted");
+      }
+      if (cancel.load() != nullptr) {
+        for (auto& t : pool) faults::interrupt_thread(static_cast<unsigned long>(t.native_handle()));
+      }
+    }
+    lock.unlock();
     for (auto& t : pool) t.join();
+    if (interrupted) throw Error(ErrorKind::interrupted, "interrupted");
   }
   if (first_error) std::rethrow_exception(first_error);
   return {total_threads.load(), total_switches.load()};
@@ -396,6 +511,38 @@ void* threadgroup_variable(const void* declaration, size_t bytes, size_t alignme
 
 const ThreadIds& current_thread() { return running_thread("current_thread").ids; }
 
+void set_interrupt_poll(InterruptPoll poll) { interrupt_poll_hook.store(poll); }
+
+size_t default_stack_bytes() {
+  static const size_t bytes = [] {
+    const char* kb = std::getenv("QMETAL_SIM_STACK_KB");
+    const long value = kb ? std::strtol(kb, nullptr, 10) : 0;
+    return value > 0 ? size_t(value) * 1024 : size_t(128) * 1024;
+  }();
+  return bytes;
+}
+
+// From signal handlers (faults.cpp): async-signal-safe reads of this
+// thread's state, and the switch back to the scheduler.
+bool running_a_fiber() { return tls_group != nullptr && tls_group->in_fiber; }
+
+bool fault_in_fiber_guard(uintptr_t address) {
+  if (!running_a_fiber()) return false;
+  const auto stack = reinterpret_cast<uintptr_t>(tls_group->threads[tls_group->current].fiber->stack_base());
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  return address >= stack - page && address < stack;
+}
+
+void stop_running_fiber(const char* reason, uintptr_t address) {
+  if (!running_a_fiber()) return;  // the scheduler sees the cancellation itself
+  Group& group = *tls_group;
+  group.stop_reason = reason;
+  group.stop_address = address;
+  group.in_fiber = false;
+  Thread& thread = group.threads[group.current];
+  Fiber::switch_to(*thread.fiber, *group.scheduler);  // never resumed: the fiber is reset or dropped
+}
+
 namespace {
 
 // The .metal line of a kernel instruction: the library is built with -g and
@@ -433,11 +580,6 @@ std::string code_location(const void* pc) {
   return frames.front();
 }
 
-std::string thread_name(uint32_t index) {
-  return "thread " + std::to_string(index) + " (simdgroup " + std::to_string(index / kSimdWidth) + ", lane " +
-         std::to_string(index % kSimdWidth) + ")";
-}
-
 std::string address_space_of(const Group& group, uintptr_t address) {
   auto inside = [address](const void* begin, size_t bytes) {
     const auto b = reinterpret_cast<uintptr_t>(begin);
@@ -447,7 +589,7 @@ std::string address_space_of(const Group& group, uintptr_t address) {
     if (inside(a.memory.get(), a.bytes)) return "threadgroup memory (a threadgroup variable)";
   }
   for (size_t i = 0; i < group.threadgroup_args.size(); ++i) {
-    if (inside(group.threadgroup_args[i].data(), group.threadgroup_args[i].size())) {
+    if (inside(group.threadgroup_args[i].data, group.threadgroup_args[i].bytes)) {
       return "threadgroup memory ([[threadgroup(" + std::to_string(i) + ")]])";
     }
   }
@@ -487,8 +629,8 @@ void memory_access(const void* address, size_t bytes, bool is_write, const void*
       const ThreadIds& ids = group->threads[me].ids;
       const Uint3& g = ids.threadgroup_position_in_grid;
       group->race = "data race on " + address_space_of(*group, base + b) + " in threadgroup (" + std::to_string(g.x) +
-                    ", " + std::to_string(g.y) + ", " + std::to_string(g.z) + "): " + thread_name(other->thread) + " " +
-                    other_op + " it at " + code_location(other->pc) + ", and " + thread_name(me) + " " +
+                    ", " + std::to_string(g.y) + ", " + std::to_string(g.z) + "): " + thread_label(other->thread) + " " +
+                    other_op + " it at " + code_location(other->pc) + ", and " + thread_label(me) + " " +
                     (is_write ? "writes" : "reads") + " it at " + code_location(pc) +
                     ", with no threadgroup_barrier between them";
       return;

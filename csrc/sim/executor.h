@@ -25,6 +25,9 @@ using Uint3 = abi::Uint3;
 
 enum class Schedule { forward, reverse, random };
 
+// Each simulated thread's stack: QMETAL_SIM_STACK_KB (default 128) KB.
+size_t default_stack_bytes();
+
 struct LaunchConfig {
   Dim3 grid;                                 // threadgroups
   Dim3 threadgroup;                          // threads per threadgroup
@@ -34,14 +37,23 @@ struct LaunchConfig {
   std::vector<uint32_t> threadgroup_memory;  // bytes of each [[threadgroup(i)]] argument
   Schedule schedule = Schedule::forward;
   uint64_t seed = 0;                         // for Schedule::random
-  size_t stack_bytes = 128 * 1024;           // per simulated thread
+  size_t stack_bytes = default_stack_bytes(); // per simulated thread
   unsigned workers = 0;                      // OS threads; 0: one per core
   const void* context = nullptr;             // the caller's, see launch_context()
   // Report data races: two threads of a threadgroup touching the same byte
   // (one of them writing) with no barrier between them. Needs a kernel
   // library built for it (its loads and stores call memory_access).
   bool race_check = false;
+  // Stop the run with an error naming the running threadgroups after this
+  // many seconds (0: never), as a GPU driver stops a kernel that hangs.
+  double timeout_seconds = 0;
 };
+
+// Called about every 50 ms while a run is in progress: true stops it with
+// ErrorKind::interrupted (the Python module checks for Ctrl-C here).
+using InterruptPoll = bool (*)();
+void set_interrupt_poll(InterruptPoll poll);
+
 
 // One simulated thread's body. threadgroup_args[i] is the threadgroup's
 // [[threadgroup(i)]] memory.

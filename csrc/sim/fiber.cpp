@@ -14,6 +14,8 @@
 
 #include "fiber.h"
 
+#include "faults.h"
+
 #include <cstdint>
 #include <cstdlib>
 #include <new>
@@ -268,12 +270,13 @@ void Fiber::switch_to(Fiber& from, Fiber& to) {
 
 #endif
 
+// Stacks come from a pool of page-aligned mappings with a guard page below:
+// an overflow faults at once, and the executor names it (faults.h).
 Fiber::Fiber(size_t stack_bytes) : stack_bytes_(stack_bytes), context_(std::make_unique<Context>()) {
-  stack_ = std::aligned_alloc(64, (stack_bytes + 63) / 64 * 64);
-  if (stack_ == nullptr) throw std::bad_alloc();
+  stack_ = faults::acquire_stack(stack_bytes);
 }
 
-Fiber::~Fiber() { std::free(stack_); }
+Fiber::~Fiber() { faults::release_stack(stack_, stack_bytes_); }
 
 std::unique_ptr<Fiber> Fiber::for_current_thread() {
   std::unique_ptr<Fiber> fiber(new Fiber());

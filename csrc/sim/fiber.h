@@ -23,6 +23,7 @@ class Fiber {
   void reset(Entry entry, void* arg);
 
   // Whether `address` lies on this fiber's own stack (thread-private memory).
+  const void* stack_base() const { return stack_; }
   bool owns(const void* address) const {
     const auto* p = static_cast<const char*>(address);
     const auto* base = static_cast<const char*>(stack_);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "executor.h"
+#include "faults.h"
 #include "qmetal/plan.h"
 #include "qmetal_sim/abi.h"
 
@@ -44,6 +45,31 @@ struct KernelLaunch {
   unsigned workers = 0;
   std::vector<FunctionConstant> function_constants;
   bool race_check = false;  // needs a library built for it (race_instrumented())
+  double timeout_seconds = 0;  // 0: none
+  // Run on guarded copies of the bound buffers (each ends at a guard page):
+  // an access past a buffer is reported, never lands in neighbouring memory.
+  bool guard_buffers = false;
+};
+
+// A launch's buffers, run on guarded copies (KernelLaunch::guard_buffers).
+class GuardedCopies {
+ public:
+  GuardedCopies(const abi::Kernel& kernel, const KernelLaunch& launch, std::array<void*, kMaxBufferBindings>& bound);
+  ~GuardedCopies();
+  // Copies results back and reports an access out of bounds (SimError).
+  void finish(const std::string& who);
+
+ private:
+  struct Copy {
+    uint32_t index = 0;
+    size_t bytes = 0;
+    bool writable = false;
+    char* data = nullptr;
+    faults::GuardedBlock block;
+    int watch = -1;
+  };
+  const KernelLaunch& launch_;
+  std::vector<Copy> copies_;
 };
 
 class Library {

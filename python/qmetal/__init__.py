@@ -16,6 +16,7 @@ from . import reference
 from ._affine import QuantizedWeight, Stream, dequantize, gather_matmul, matmul, quantize
 from ._ggml import GGML_TYPE_NAMES, GGMLWeight
 from ._gguf import GGUFFile, load_gguf
+from ._mlx import MLXModel, SafetensorsFile, load_mlx, load_safetensors
 
 __version__ = _core.__version__
 
@@ -26,10 +27,13 @@ __all__ = [
     "GGML_TYPE_NAMES",
     "GGMLWeight",
     "GGUFFile",
+    "MLXModel",
     "QuantizedWeight",
+    "SafetensorsFile",
     "Stream",
     "asbuffer",
     "available_backends",
+    "cmake_dir",
     "default_device",
     "dequantize",
     "empty",
@@ -38,6 +42,8 @@ __all__ = [
     "get_include",
     "get_library",
     "load_gguf",
+    "load_mlx",
+    "load_safetensors",
     "matmul",
     "quantize",
     "reference",
@@ -45,9 +51,24 @@ __all__ = [
 ]
 
 
+def cmake_dir() -> str:
+    """The folder holding qmetal's CMake package (``qmetalConfig.cmake``):
+    pass it as ``-Dqmetal_DIR=...`` to ``find_package(qmetal CONFIG)``, which
+    gives the target ``qmetal::qmetal`` (headers, libraries, threads, libdl
+    and on macOS the frameworks). ``python -m qmetal --cmake_dir`` prints it."""
+    return _os.path.join(_data_dir(), "lib", "cmake", "qmetal")
+
+
+def _data_dir() -> str:
+    """Where the build installed the headers and libraries: beside the
+    extension module (in an editable install the Python sources live
+    elsewhere, the built files stay with _core)."""
+    return _os.path.dirname(_os.path.abspath(_core.__file__))
+
+
 def get_include() -> str:
     """The folder holding the C++ headers (``#include <qmetal/qmetal.h>``)."""
-    return _os.path.join(_os.path.dirname(__file__), "include")
+    return _os.path.join(_data_dir(), "include")
 
 
 def get_library(name: str = "core") -> str:
@@ -57,4 +78,4 @@ def get_library(name: str = "core") -> str:
     and core). Link order: ops, sim, core."""
     if name not in ("core", "sim", "ops"):
         raise ValueError(f"name: expected 'core', 'sim' or 'ops', got {name!r}")
-    return _os.path.join(_os.path.dirname(__file__), "lib", f"libqmetal_{name}.a")
+    return _os.path.join(_data_dir(), "lib", f"libqmetal_{name}.a")

@@ -28,7 +28,10 @@ def _info(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qmetal", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    # As ``python -m nanobind --cmake_dir``: for -Dqmetal_DIR=... in C++ builds.
+    parser.add_argument("--cmake_dir", action="store_true", help="print the folder of qmetal's CMake package")
+    parser.add_argument("--include_dir", action="store_true", help="print the folder of qmetal's C++ headers")
+    commands = parser.add_subparsers(dest="command")
     info = commands.add_parser("info", help="backend, device, capabilities and version")
     info.add_argument("--backend", choices=["sim", "metal"], help="default: QMETAL_BACKEND, else the best available")
     info.set_defaults(run=_info)
@@ -45,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
     selftest.set_defaults(run=_selftest.run)
     args = parser.parse_args(argv)
+    if args.cmake_dir or args.include_dir:
+        print(qmetal.cmake_dir() if args.cmake_dir else qmetal.get_include())
+        return 0
+    if args.command is None:
+        parser.error("a command is required (info, bench or selftest)")
     try:
         return args.run(args)
     except ValueError as error:

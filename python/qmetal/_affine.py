@@ -12,7 +12,7 @@ import numpy as np
 from . import _core
 from ._buffer import asbuffer
 from . import _ggml
-from ._dtypes import dtype_name, float_activations, numpy_dtype
+from ._dtypes import dense_dtype, dtype_name, float_activations, float_array, numpy_dtype
 
 __all__ = ["QuantizedWeight", "Stream", "dequantize", "gather_matmul", "matmul", "quantize"]
 
@@ -32,7 +32,7 @@ class Stream:
     """
 
     def __init__(self, device=None):
-        self.device = device or _core.default_device()
+        self.device = _device(device)
         self._native = _core.Stream(self.device)
 
     def synchronize(self):
@@ -60,7 +60,12 @@ class QuantizedWeight:
     def from_arrays(cls, packed, scales, biases, bits=4, group_size=64, *, device=None):
         """Wrap arrays MLX or a safetensors file already hold, without copying
         where they are aligned for the device (``.copied`` says if not)."""
-        device = device or _core.default_device()
+        device = _device(device)
+        packed = np.asarray(packed)
+        if packed.dtype != np.uint32:
+            raise TypeError(f"packed: expected uint32 codes, got {packed.dtype}")
+        scales, biases = float_array(scales, "scales"), float_array(biases, "biases")
+        bits, group_size = _format_argument(bits, "bits"), _format_argument(group_size, "group_size")
         buffers = [asbuffer(a, device=device) for a in (packed, scales, biases)]
         return cls(_core.QuantizedWeight.from_buffers(*buffers, bits, group_size))
 
@@ -115,13 +120,42 @@ class QuantizedWeight:
 
 
 def _device(device):
-    return device or _core.default_device()
+    if device is None:
+        return _core.default_device()
+    if not isinstance(device, _core.Device):
+        raise TypeError(f"device: expected a qmetal.Device (qmetal.default_device(), qmetal.get_device(...)), "
+                        f"got {type(device).__name__}")
+    return device
+
+
+def _flag(value, what):
+    """bool or np.bool_ (as NumPy code passes), nothing else."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what}: expected a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _route(route):
+    if not isinstance(route, str):
+        raise TypeError(f"route: expected a route name (str), got {type(route).__name__}")
+    return route
+
+
+def _format_argument(value, what):
+    """bits / group_size: an int the core checks against the formats."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what}: expected an int, got {type(value).__name__}")
+    if not -2**31 <= int(value) < 2**31:
+        raise ValueError(f"{what}: {value} is not a supported value")
+    return int(value)
 
 
 def quantize(w, bits: int = 4, group_size: int = 64, *, device=None) -> QuantizedWeight:
     """Quantize ``w [..., rows, cols]`` (float32/float16/bfloat16) on the
     device; bit-exact with ``mlx.core.quantize`` on CPU."""
     device = _device(device)
+    w = float_array(w, "w")
+    bits, group_size = _format_argument(bits, "bits"), _format_argument(group_size, "group_size")
     return QuantizedWeight(_core.affine_quantize(device, asbuffer(w, device=device), bits, group_size))
 
 
@@ -130,11 +164,14 @@ def dequantize(w, dtype=None, *, device=None) -> np.ndarray:
     in the scales' dtype (rounded as ``mlx.core.dequantize`` rounds), then
     cast to ``dtype``. GGML: bit-exact with ``gguf.quants.dequantize``, in
     ``dtype`` (float32 by default)."""
+    dtype = dense_dtype(dtype)
     if isinstance(w, _ggml.GGMLWeight):
-        return _ggml.dequantize(w, _device(device), dtype)
+        kernel_dtype = None if dtype is None or dtype == np.float64 else dtype
+        result = _ggml.dequantize(w, _device(device), kernel_dtype)
+        return result if dtype is None else result.astype(dtype, copy=False)
     _check_weight(w)
     result = np.asarray(_core.affine_dequantize(_device(device), w._native))
-    return result if dtype is None else result.astype(numpy_dtype(dtype_name(dtype)))
+    return result if dtype is None else result.astype(dtype, copy=False)
 
 
 def _result_dtype(x_name, w_name):
@@ -161,6 +198,8 @@ def matmul(x, w, transpose: bool = True, out=None, stream=None, *, device=None, 
     ``heads_first=True`` reads an attention output ``x [heads, M, head_dim]``
     as ``[M, heads * head_dim]`` without copying it (the O-projection).
     """
+    transpose, route = _flag(transpose, "transpose"), _route(route)
+    heads_first = _flag(heads_first, "heads_first")
     if isinstance(w, _ggml.GGMLWeight):
         if not transpose:
             raise ValueError("transpose: GGML weights are stored [N, K]; only transpose=True applies")
@@ -240,6 +279,8 @@ def gather_matmul(x, w, lhs_indices=None, rhs_indices=None, transpose: bool = Tr
     its rows; ``sorted_indices=True`` says ``rhs_indices`` is sorted already
     (as in mlx; it is checked) and skips the sort.
     """
+    transpose, route = _flag(transpose, "transpose"), _route(route)
+    sorted_indices = _flag(sorted_indices, "sorted_indices")
     device, native_stream = _stream_device(stream, device)
     index_arrays = [(label, value) for label, value in (("lhs_indices", lhs_indices), ("rhs_indices", rhs_indices))]
     indices = []

@@ -1,5 +1,11 @@
 """``python -m qmetal bench``: LLM-shaped quantized matmuls, each result
-checked against the float64 reference, timed next to mlx where it runs."""
+checked against the float64 reference, timed next to mlx where it runs.
+
+On the ``cuda`` backend the kernels are timed on the GPU alone (CUDA events,
+median after warm-up, L2 flushed before every run), next to the measured
+device-to-device copy bandwidth, and next to MLX's own Metal kernels
+(affine_qmv_fast, affine_qmm_t, affine_gather_qmv from the installed mlx
+package's headers) through the same MSL-to-CUDA translation."""
 
 from __future__ import annotations
 
@@ -37,8 +43,10 @@ def add_arguments(parser):
     parser.add_argument("--dtype", default="float16", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--shapes", help="comma-separated NxK, e.g. 4096x4096,1024x4096 (default: Llama-3-8B)")
     parser.add_argument("--rows", help="comma-separated M values (default: 1,4,512; 1,4,64 on the simulator)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (best is reported)")
-    parser.add_argument("--backend", choices=["sim", "metal"], help="default: QMETAL_BACKEND, else the best available")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="timed runs per case (default 3, best reported; cuda: 50, median reported)")
+    parser.add_argument("--backend", choices=["sim", "metal", "cuda"],
+                        help="default: QMETAL_BACKEND, else the best available")
     parser.add_argument("--no-peers", action="store_true", help="do not time mlx")
     parser.add_argument("--no-moe", action="store_true", help="skip the mixture-of-experts case")
 
@@ -63,6 +71,10 @@ def _mlx():
 
 def run(args) -> int:
     device = qmetal.get_device(args.backend) if args.backend else qmetal.default_device()
+    if device.backend == "cuda":
+        return run_cuda(args, device)
+    if args.repeat is None:
+        args.repeat = 3
     simulated = device.backend == "sim"
     if args.shapes:
         shapes = []
@@ -171,3 +183,219 @@ def run(args) -> int:
     print("all results checked against the float64 reference")
     return 0
 
+
+
+# --- the cuda backend ----------------------------------------------------------
+
+MLX_TYPES = {"float32": "float", "float16": "float16_t", "bfloat16": "bfloat16_t"}
+
+
+def mlx_kernel_source(dtype: str, group_size: int, bits: int):
+    """MSL instantiating MLX's affine_qmv_fast, affine_qmv, affine_qmm_t and
+    affine_gather_qmv from the installed mlx package's headers (the includes
+    of MLX's quantized.metal, then its instantiate_kernel macro), and their
+    host names by kind."""
+    t = MLX_TYPES[dtype]
+    names = {kind: f"mlx_affine_{kind}_{t}_gs_{group_size}_b_{bits}"
+             for kind in ("qmv_fast", "qmv", "qmm_t", "gather_qmv")}
+    lines = ['#include "mlx/backend/metal/kernels/utils.h"',
+             '#include "mlx/backend/metal/kernels/steel/gemm/gemm.h"',
+             '#include "mlx/backend/metal/kernels/quantized_utils.h"',
+             '#include "mlx/backend/metal/kernels/quantized.h"',
+             f'instantiate_kernel("{names["qmv_fast"]}", affine_qmv_fast, {t}, {group_size}, {bits}, false)',
+             f'instantiate_kernel("{names["qmv"]}", affine_qmv, {t}, {group_size}, {bits}, false)',
+             f'instantiate_kernel("{names["qmm_t"]}", affine_qmm_t, {t}, {group_size}, {bits}, true, false)',
+             f'instantiate_kernel("{names["gather_qmv"]}", affine_gather_qmv, {t}, {group_size}, {bits})']
+    return "\n".join(lines) + "\n", names
+
+
+def _mlx_include():
+    try:
+        import mlx
+    except ImportError:
+        return None
+    import os
+
+    include = os.path.join(list(mlx.__path__)[0], "include")
+    return include if os.path.exists(os.path.join(include, "mlx", "backend", "metal", "kernels", "quantized.h")) else None
+
+
+def _mlx_plan(kind, name, x, packed, scales, biases, bits, y, m, n, k, ids=None, top_k=1):
+    """A DispatchPlan of MLX's kernel, bound and sized as MLX's host code
+    (mlx/backend/metal/quantized.cpp) does: qmv/qmv_fast on (M, N / 8) of
+    (32, 2) threads, qmm_t on (N / 32, M / 32) of (32, 2, 2), gather_qmv on
+    (1, N / 8, tokens * top_k) with index buffers."""
+    i32 = lambda *v: qmetal.asbuffer(np.array(v, np.int32))  # noqa: E731
+    i64 = lambda *v: qmetal.asbuffer(np.array(v, np.int64))  # noqa: E731
+    plan = qmetal.DispatchPlan()
+    plan.kernel = name
+    groups = scales.shape[-1]
+    if kind == "gather_qmv":
+        experts = scales.shape[0]
+        tokens = x.shape[0]
+        lhs = qmetal.asbuffer(np.repeat(np.arange(tokens, dtype=np.uint32), top_k))
+        rhs = qmetal.asbuffer(np.ascontiguousarray(ids, np.uint32).reshape(-1))
+        bound = [packed, scales, biases, x, lhs, rhs, y, i32(k), i32(n),
+                 i32(1), i32(tokens, 1, k), i64(k),
+                 i32(1), i32(experts, n, k * bits // 32), i64(n * k * bits // 32), i64(n * groups),
+                 i64(n * groups), i32(1), i32(tokens * top_k), i64(1), i64(1)]
+        plan.grid, plan.threadgroup = (1, (n + 7) // 8, tokens * top_k), (32, 2, 1)
+    else:
+        unused = [i64(0) for _ in range(8)]
+        if kind == "qmm_t":
+            bound = [packed, scales, biases, x, y, i32(k), i32(n), i32(m), *unused]
+            plan.grid, plan.threadgroup = ((n + 31) // 32, (m + 31) // 32, 1), (32, 2, 2)
+        else:
+            bound = [packed, scales, biases, x, y, i32(k), i32(n), *unused]
+            plan.grid, plan.threadgroup = (m, (n + 7) // 8, 1), (32, 2, 1)
+    out_index = 6 if kind == "gather_qmv" else 4
+    for index, buffer in enumerate(bound):
+        plan.bind(index, buffer, "write" if index == out_index else "read")
+    return plan
+
+
+def run_cuda(args, device) -> int:
+    """The bench on an NVIDIA GPU: GPU time of the plans each op runs."""
+    import statistics
+
+    from .sim import _cuda
+
+    core = qmetal._core
+    repeat = args.repeat or 50
+    props = core.cuda_properties(device)
+    flush = 4 * props["l2_bytes"]
+    copy_gbs = core.cuda_copy_bandwidth(device, 1 << 30, 20)
+    print(f"qmetal {qmetal.__version__} bench on {device.name} ({device.backend}, {props['arch']}, "
+          f"{props['multiprocessors']} SMs, {props['l2_bytes'] >> 20} MB L2)")
+    print("note: an NVIDIA GPU running the CUDA translation of the Metal kernels: these times compare kernel designs "
+          "under one translation and prove the kernels on parallel hardware; they do not predict Apple GPU timings")
+    print(f"device-to-device copy: {copy_gbs:.0f} GB/s (1 GiB, bytes read + written, median of 20)")
+    fmt = (f"affine {args.bits}-bit, group size {args.group_size}" if args.format == "affine"
+           else f"GGML {args.format.upper()}")
+    print(f"{fmt}, activations {args.dtype}; median of {repeat} runs after 3 warm-ups, {flush >> 20} MB written "
+          f"before each run (L2 flush); CUDA events")
+    mlx_module, mlx_names = None, None
+    if not args.no_peers and args.format == "affine":
+        include = _mlx_include()
+        if include is None:
+            print("mlx kernels: not run (no mlx package with Metal kernel headers)")
+        else:
+            import mlx.core as mx
+
+            source, mlx_names = mlx_kernel_source(args.dtype, args.group_size, args.bits)
+            started = time.perf_counter()
+            cubin = _cuda.compile_cubin(source, "mlx_quantized.metal", include_dirs=[include], arch=props["arch"])
+            mlx_module = core.CudaModule(cubin)
+            print(f"mlx kernels: mlx {mx.__version__}'s headers, translated and compiled with nvcc in "
+                  f"{time.perf_counter() - started:.0f} s")
+    if args.shapes:
+        shapes = []
+        for item in args.shapes.split(","):
+            n, k = (int(v) for v in item.lower().split("x"))
+            shapes.append((f"{n}x{k}", n, k))
+    else:
+        shapes = LLAMA_SHAPES
+    rows = [int(v) for v in args.rows.split(",")] if args.rows else ROWS
+    dtype = numpy_dtype(args.dtype)
+    header = (f"{'layer':<13}{'M':>5}{'N':>7}{'K':>7}  {'kernel':<20}{'ms':>8}{'GB/s':>7}{'% copy':>7}"
+              f"{'GFLOP/s':>9}")
+    if mlx_module:
+        header += f"  {'mlx kernel':<11}{'mlx ms':>8}{'% copy':>7}{'mlx/ours':>9}"
+    print(header)
+    cases = [(s, m) for s in shapes for m in rows]
+    if not args.no_moe and not args.shapes:
+        cases += [(MOE, m) for m in rows]
+    rng = np.random.default_rng(0)
+    failures = 0
+    weights = {}
+
+    def gpu_ms(plans, module=None):
+        return statistics.median(core.cuda_time(device, plans, module, 3, repeat, flush))
+
+    for index, (case, m) in enumerate(cases, 1):
+        moe = len(case) == 5
+        name, n, k = (case[0], case[3], case[4]) if moe else case
+        print(f"\r[{index}/{len(cases)}] {name} M={m} ...", end="", file=sys.stderr, flush=True)
+        ggml_type = None if args.format == "affine" else args.format.upper()
+        key = case
+        if key not in weights:  # one weight per shape, shared by its rows
+            weights.clear()
+            w_shape = (case[1], n, k) if moe else (n, k)
+            w_dense = (rng.standard_normal(w_shape, dtype=np.float32) * 0.02).astype(dtype)
+            if ggml_type:
+                blocks = ref.ggml_quantize(w_dense.astype(np.float32).reshape(-1, k), ggml_type)
+                w = qmetal.GGMLWeight(blocks, ggml_type, w_dense.shape, device=device)
+                dense = ref.ggml_dequantize(blocks, ggml_type, w_dense.shape).astype(np.float64)
+                weight_bytes = blocks.nbytes
+            else:
+                w = qmetal.quantize(w_dense, args.bits, args.group_size, device=device)
+                dense = ref.affine_dequantize(w.packed, w.scales, w.biases, args.bits,
+                                              args.group_size).astype(np.float64)
+                weight_bytes = w.packed.nbytes + w.scales.nbytes + w.biases.nbytes
+            weights[key] = (w, dense, weight_bytes)
+        w, dense, weight_bytes = weights[key]
+        if moe:
+            experts, top_k = case[1], case[2]
+            ids = np.stack([rng.choice(experts, top_k, replace=False) for _ in range(m)]).astype(np.uint32)
+            x = rng.standard_normal((m, 1, 1, k)).astype(dtype)
+        else:
+            x = rng.standard_normal((m, k)).astype(dtype)
+        core.cuda_capture(True)
+        try:
+            if moe:
+                y = qmetal.gather_matmul(x, w, rhs_indices=ids, device=device)
+            else:
+                y = qmetal.matmul(x, w, device=device)
+            plans = core.cuda_captured()
+        finally:
+            core.cuda_capture(False)
+        if moe:
+            # Per expert, the (token, slot) pairs it serves: no [tokens, top_k, N, K] gather.
+            expected = np.zeros((m, top_k, 1, n))
+            x64 = x[:, 0, 0].astype(np.float64)
+            for e in np.unique(ids):
+                t, slot = np.nonzero(ids == e)
+                expected[t, slot, 0] = x64[t] @ dense[e].T
+            moved = weight_bytes * len(np.unique(ids)) // experts + x.nbytes + y.nbytes
+            flops = 2 * m * top_k * n * k
+        else:
+            expected = x.astype(np.float64) @ dense.T
+            moved = weight_bytes + x.nbytes + y.nbytes
+            flops = 2 * m * n * k
+        kernel = plans[-1].kernel.replace("affine_", "").replace("ggml_", "")
+        kernel = kernel.split(f"_{args.dtype}")[0].split("_f32")[0].split("_f16")[0]
+        if len(plans) > 1:
+            kernel += f" +{len(plans) - 1}"
+        error = np.linalg.norm(y.astype(np.float64) - expected) / np.linalg.norm(expected)
+        ok = error < 1e-2
+        seconds = gpu_ms(plans) / 1e3
+        gbs = moved / seconds / 1e9
+        line = (f"\r{name:<13}{m:>5}{n:>7}{k:>7}  {kernel:<20}{seconds * 1e3:>8.3f}{gbs:>7.0f}"
+                f"{100 * gbs / copy_gbs:>6.0f}%{flops / seconds / 1e9:>9.0f}")
+        if mlx_module and not ggml_type:
+            kind = "gather_qmv" if moe else ("qmv_fast" if m <= 8 and n % 8 == 0 and k % 512 == 0
+                                             else "qmv" if m <= 8 else "qmm_t")
+            xb = qmetal.asbuffer(x.reshape(m, k) if not moe else x.reshape(m, 1, k))
+            yb = qmetal.zeros(y.shape, args.dtype)
+            native = w._native
+            plan = _mlx_plan(kind, mlx_names[kind], xb, native.packed, native.scales, native.biases, args.bits, yb,
+                             m, n, k, ids=ids if moe else None, top_k=case[2] if moe else 1)
+            core.cuda_execute(device, [plan], mlx_module)
+            theirs_error = (np.linalg.norm(np.asarray(yb.numpy(), np.float64).reshape(expected.shape) - expected)
+                            / np.linalg.norm(expected))
+            theirs = gpu_ms([plan], mlx_module) / 1e3
+            line += (f"  {kind:<11}{theirs * 1e3:>8.3f}{100 * moved / theirs / 1e9 / copy_gbs:>6.0f}%"
+                     f"{theirs / seconds:>9.2f}")
+            if theirs_error >= 1e-2:
+                line += f"  MLX WRONG ({theirs_error:.1e})"
+        failures += not ok
+        print(line + ("" if ok else f"  WRONG (relative error {error:.1e})"))
+    print(" " * 40, end="\r", file=sys.stderr)
+    t = core.cuda_transfers()
+    print(f"copies between host and GPU (outside the timings): {t['to_device']} in ({t['to_device_bytes'] / 1e9:.2f} GB), "
+          f"{t['to_host']} out ({t['to_host_bytes'] / 1e9:.2f} GB); {t['launches']} kernel launches")
+    if failures:
+        print(f"{failures} case(s) gave wrong results")
+        return 1
+    print("all results checked against the float64 reference" + (" (ours and MLX's)" if mlx_module else ""))
+    return 0

@@ -42,6 +42,36 @@ def numpy_dtype(name: str) -> np.dtype:
     return _BY_NAME[dtype_name(name)]
 
 
+def float_array(array, what: str):
+    """`array` as a NumPy array of one of the kernels' float dtypes, or a
+    TypeError naming `what`."""
+    array = np.asarray(array)
+    key = array.dtype
+    name = _BY_DTYPE.get(key) if key.newbyteorder("=") == key else None
+    if name not in FLOAT_DTYPES:
+        raise TypeError(f"{what}: expected float32, float16 or bfloat16, got {array.dtype}")
+    return array
+
+
+def dense_dtype(dtype):
+    """The dtype a dequantized weight may be asked for, in both formats:
+    the kernels' float dtypes or float64 (an exact widening); None keeps the
+    format's default."""
+    if dtype is None:
+        return None
+    try:
+        key = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected a float dtype (float32, float16, bfloat16 or float64), got {dtype!r}") \
+            from None
+    if key == np.float64:
+        return key
+    name = _BY_DTYPE.get(key)
+    if name not in FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected a float dtype (float32, float16, bfloat16 or float64), got {key}")
+    return key
+
+
 def float_activations(x):
     """x as a NumPy array, and its dtype name, which must be one the kernels take."""
     x = np.asarray(x)

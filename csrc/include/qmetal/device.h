@@ -10,10 +10,10 @@
 
 namespace qmetal {
 
-enum class Backend : uint8_t { sim, metal };
+enum class Backend : uint8_t { sim, metal, cuda };
 
 std::string_view backend_name(Backend backend);
-// Throws ValueError naming `what` for anything but "sim" or "metal".
+// Throws ValueError naming `what` for anything but "sim", "metal" or "cuda".
 Backend backend_from_name(std::string_view name, const char* what = "backend");
 
 struct DeviceCapabilities {
@@ -58,7 +58,8 @@ class Device {
 using DevicePtr = std::shared_ptr<Device>;
 
 // Backends other than the simulator register here when they are part of
-// the build (qmetal::initialize() in the ops library does it for Metal).
+// the build (qmetal::initialize() in the ops library does it for Metal and
+// CUDA).
 // When available() is false, create() throws an error that says why (no GPU,
 // a GPU without the families the kernels need, a missing or stale kernel
 // library); backend_status() reports that message.

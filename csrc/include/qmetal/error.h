@@ -14,6 +14,7 @@ enum class ErrorKind {
   value,    // ValueError: a shape, size or setting is wrong
   type,     // TypeError: a dtype or object kind is wrong
   runtime,  // RuntimeError: the device or the backend failed
+  interrupted,  // KeyboardInterrupt: Ctrl-C reached a long-running call
 };
 
 class Error : public std::runtime_error {

@@ -390,6 +390,8 @@ def ggml_dequantize(blocks, type, shape) -> np.ndarray:
         return (structs["x"].astype(np.uint32) << 16).view(np.float32).reshape(shape)
     if not t.is_quantized:
         return structs["x"].astype(np.float32).reshape(shape)
+    if structs.shape[0] == 0:  # an empty weight (reshape cannot infer -1 from zero elements)
+        return np.zeros(shape, np.float32)
     values = _read_codes(t, structs).astype(np.float32)
     multiplier, addend = t.scales(structs)
     n = structs.shape[0]

@@ -19,6 +19,7 @@ and UBSan (run Python with the sanitizer runtime preloaded, see the README).
 from __future__ import annotations
 
 import contextlib
+import warnings
 import functools
 import hashlib
 import os
@@ -69,7 +70,8 @@ class Library:
         return f"<qmetal.sim.Library {self.path} kernels={self.kernels}>"
 
     def launch(self, name, buffers, grid=None, threadgroup=(1,), threadgroup_memory=(), *, schedule="forward",
-               seed=0, function_constants=None, threads=None, workers=0, race_check=None):
+               seed=0, function_constants=None, threads=None, workers=0, race_check=None, timeout=None,
+               guard=True):
         """Run kernel ``name`` as ``dispatchThreadgroups(grid, threadgroup)``
         (or, with ``threads``, as ``dispatchThreads(threads, threadgroup)``).
 
@@ -86,6 +88,17 @@ class Library:
         RuntimeError naming both threads, the address space and both
         ``.metal`` lines.
 
+        ``timeout`` (seconds) stops a kernel that runs longer with a
+        RuntimeError naming it and its threadgroups, as a GPU driver stops a
+        hung kernel; Ctrl-C stops any launch. With ``guard`` (the default)
+        the kernel runs on copies of the buffers that end at a guard page, so
+        an access past a buffer is a RuntimeError naming the kernel and the
+        buffer instead of corrupting memory beside it (results are copied
+        back; buffers bound twice run in place). A thread that overflows its
+        stack (QMETAL_SIM_STACK_KB, default 128) is a RuntimeError too, and
+        an integer division by zero gives 0 (the GPU's result is undefined)
+        with a RuntimeWarning.
+
         Returns ``{"threads": ..., "switches": ...}``: simulated threads run
         and fiber context switches made, for benchmarks.
         """
@@ -94,15 +107,23 @@ class Library:
         if (grid is None) == (threads is None):
             raise ValueError("give either grid (threadgroups) or threads (dispatchThreads), not both or neither")
         seed = _integer(seed, "seed", 0, 2**64 - 1)
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or
+                                    not timeout > 0):
+            raise ValueError(f"timeout: expected a positive number of seconds or None, got {timeout!r}")
         workers = _integer(workers, "workers", 0, 2**32 - 1)
         memory = [_integer(b, f"threadgroup_memory[{i}]", 0, 2**32 - 1) for i, b in enumerate(threadgroup_memory)]
         bound, keepalive = _bind_buffers(buffers)
         constants = sorted((function_constants or {}).items())
+        divisions = _core.sim_divisions_by_zero()
         threads_run, switches = self._handle.launch(name, bound, _dims(grid, "grid") if grid is not None else [1],
                             _dims(threadgroup, "threadgroup"), memory,
                             _dims(threads, "threads") if threads is not None else None, schedule, seed,
-                            constants, workers, self._race_check(race_check))
+                            constants, workers, self._race_check(race_check), float(timeout or 0), bool(guard))
         del keepalive
+        divisions = _core.sim_divisions_by_zero() - divisions
+        if divisions:
+            warnings.warn(f"kernel {name!r} divided an integer by zero {divisions} time(s); a GPU gives an "
+                          "undefined value, the simulator gave 0", RuntimeWarning, stacklevel=2)
         return {"threads": threads_run, "switches": switches}
 
     def execute(self, plan, schedule="forward", seed=0, *, race_check=None):

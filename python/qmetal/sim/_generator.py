@@ -38,7 +38,28 @@ else:  # run as a script (CMake does)
 
 ADDRESS_SPACES = _rules.ADDRESS_SPACES
 
-SHIM_INCLUDE = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "include", "sim"))
+def _shim_include():
+    """The simulator's MSL headers: installed beside the package (a regular
+    install, or beside the extension module in an editable one), else the
+    source tree's (the generator run by CMake from a checkout)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(here, "..", "include", "sim")]
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("qmetal._core") if __package__ else None
+        if spec is not None and spec.origin:
+            candidates.append(os.path.join(os.path.dirname(spec.origin), "include", "sim"))
+    except (ImportError, ValueError):
+        pass
+    candidates.append(os.path.join(here, "..", "..", "..", "csrc", "sim", "include"))
+    for candidate in candidates:
+        if os.path.isfile(os.path.join(candidate, "metal_stdlib")):
+            return os.path.normpath(candidate)
+    return os.path.normpath(candidates[0])
+
+
+SHIM_INCLUDE = _shim_include()
 METAL_VERSION = 310
 STANDARD_ATTRIBUTES = {"maybe_unused", "likely", "unlikely", "fallthrough", "nodiscard", "noreturn",
                        "deprecated", "carries_dependency", "no_unique_address"}
@@ -121,8 +142,8 @@ class Edits:
     def apply(self, text):
         out, pos = [], 0
         # At one start the longest edit wins (a dropped definition over the
-        # edits inside it).
-        for start, end, new in sorted(self.items, key=lambda e: (e[0], -e[1])):
+        # edits inside it); an insertion there (start == end) goes first.
+        for start, end, new in sorted(self.items, key=lambda e: (e[0], e[1] != e[0], -e[1])):
             if start < pos:
                 continue
             out.append(text[pos:start])
@@ -407,6 +428,8 @@ class Generator:
             if t.text == ";":
                 if self.strict and at_namespace_scope:
                     _rules.check_program_scope_statement(self, statement_start, i)
+                if not scopes or scopes[-1].kind in ("namespace", "class"):
+                    self.on_declaration(statement_start, i)
                 i += 1
                 statement_start = i
                 continue
@@ -430,7 +453,7 @@ class Generator:
             if t.kind == "id" and t.text in self.overloaded and self._is_call(i):
                 self._resolve_overloaded_call(i, scopes)
             if t.text == "constant" and t.kind == "id":
-                self._constant_keyword(i)
+                self._constant_keyword(i, at_namespace_scope, statement_start)
             if self.is_attribute(i):
                 end = self.close_of(i)
                 items = self.attribute_items_at(i)
@@ -468,6 +491,7 @@ class Generator:
         if head is None:
             return Scope("block", [])
         name_at, open_at, close_at = head
+        self.on_function_head(start, brace)
         is_kernel = any(tokens[k].text == "kernel" and tokens[k].kind == "id" for k in range(start, open_at)) or any(
             self.is_attribute(k) and any(n == "kernel" for n, _ in self.attribute_items_at(k))
             for k in range(start, open_at))
@@ -565,18 +589,22 @@ class Generator:
                 self.rule_errors.add(i, "automatic variable qualified with an address space", "A-7")
         return i
 
+    def _statement_end(self, i):
+        """Index of the ';' ending the statement that starts at tokens[i]."""
+        end, depth = i, 0
+        while not (self.tokens[end].text == ";" and depth == 0):
+            if self.tokens[end].text in "([{":
+                depth += 1
+            elif self.tokens[end].text in ")]}":
+                depth -= 1
+            end += 1
+        return end
+
     def _is_threadgroup_object(self, i):
         """`threadgroup T name[N];` declares storage; `threadgroup T* p` and
         `threadgroup T& r` declare pointers and references."""
         tokens = self.tokens
-        end = i
-        depth = 0
-        while not (tokens[end].text == ";" and depth == 0):
-            if tokens[end].text in "([{":
-                depth += 1
-            elif tokens[end].text in ")]}":
-                depth -= 1
-            end += 1
+        end = self._statement_end(i)
         for s, e in split_top_level(tokens, i + 1, end):
             bounds = next((j for j in range(s, e) if tokens[j].text == "["), e)
             if any(tokens[j].text in ("*", "&", "&&", "(", "=") for j in range(s, bounds)):
@@ -729,7 +757,7 @@ class Generator:
         for k in qualifiers:
             self.edits.replace(tokens[k].start, tokens[k].end, " ", self.text)
 
-    def _constant_keyword(self, i):
+    def _constant_keyword(self, i, program_scope=False, statement_start=None):
         """`constant` is read-only memory (A-6): it becomes `const`, or goes
         away where the declaration already says const (`const constant T&`,
         MLX's `static constant constexpr const`). After a member function's
@@ -744,7 +772,33 @@ class Generator:
             while 0 <= k < len(tokens) and tokens[k].text in specifiers:
                 has_const = has_const or tokens[k].text == "const"
                 k += step
-        self.edits.replace(tokens[i].start, tokens[i].end, " " if has_const else "const", self.text)
+        self.edits.replace(tokens[i].start, tokens[i].end,
+                           self.constant_keyword_text(i, " " if has_const else "const", program_scope, statement_start),
+                           self.text)
+
+    # --- hooks of other targets (qmetal.sim._cuda); the simulator's own ----
+
+    def on_function_head(self, start, end):
+        """A function definition (body at tokens[end]) at namespace or class
+        scope, its declaration starting at tokens[start]."""
+
+    def on_declaration(self, start, end):
+        """A statement at namespace or class scope, tokens[start:end], ending
+        at the ';' tokens[end]."""
+
+    def constant_keyword_text(self, i, text, program_scope, statement_start):
+        """What the `constant` keyword at tokens[i] becomes (`text`)."""
+        return text
+
+    def threadgroup_storage(self, type_text, name, dims):
+        """The C++ of threadgroup variable `name` of `type_text` (array
+        bounds `dims`), declared in a kernel."""
+        self.counter += 1
+        alias = f"__qmetal_tg_{self.counter}_t"
+        key = f"__qmetal_tg_{self.counter}_key"
+        return (f"typedef {type_text} {alias}{dims}; static const char {key} = 0; "
+                f"{alias}& {name} = *static_cast<{alias}*>(::qmetal_sim::runtime->threadgroup_variable("
+                f"&{key}, sizeof({alias}), alignof({alias})));")
 
     def _has_class_key(self, start, end):
         close = matching_angle(self.tokens, start + 1) if self.tokens[start + 1].text == "<" else start
@@ -783,8 +837,13 @@ class Generator:
         is_template = tokens[statement_start].text == "template"
         kernel = KernelDef(name, namespace, params, is_template, tokens[j - 1].file, tokens[j - 1].line)
         self.kernels.setdefault(name, []).append(kernel)
+        # Kernels get names of their own in the C++, so that no kernel name
+        # (`div`, `ids`, ...) can collide with the library's or the entry
+        # points' names; MSL forbids calling a kernel, so only the entry
+        # points refer to them.
+        self.edits.replace(tokens[j - 1].start, tokens[j - 1].end, kernel_symbol(name), self.text)
         if not is_template:
-            self.entries.append(Entry(name, name, namespace, kernel))
+            self.entries.append(Entry(name, kernel_symbol(name), namespace, kernel))
 
     def _param(self, s, e, unattributed_index):
         tokens = self.tokens
@@ -834,8 +893,9 @@ class Generator:
         first = last
         while first - 2 > i and tokens[first - 1].text == "::" and tokens[first - 2].kind == "id":
             first -= 2
-        target = source_text(self.text, tokens, first, target_end)
         base = tokens[last].text
+        target = (source_text(self.text, tokens, first, last) + kernel_symbol(base) +
+                  source_text(self.text, tokens, last + 1, target_end))
         candidates = self.kernels.get(base)
         if not candidates:
             self.error(i, f"host_name(\"{host_name}\") instantiates {base!r}, which is not a kernel defined before it")
@@ -851,14 +911,7 @@ class Generator:
 
     def _threadgroup_declaration(self, i):
         tokens = self.tokens
-        end = i
-        depth = 0
-        while not (tokens[end].text == ";" and depth == 0):
-            if tokens[end].text in "([{":
-                depth += 1
-            elif tokens[end].text in ")]}":
-                depth -= 1
-            end += 1
+        end = self._statement_end(i)
         declarators = split_top_level(tokens, i + 1, end)
         first_s, first_e = declarators[0]
         names = []
@@ -872,12 +925,7 @@ class Generator:
             name = tokens[at].text
             names.append(name)
             dims = source_text(self.text, tokens, at + 1, e)
-            self.counter += 1
-            alias = f"__qmetal_tg_{self.counter}_t"
-            key = f"__qmetal_tg_{self.counter}_key"
-            out.append(f"typedef {type_text} {alias}{dims}; static const char {key} = 0; "
-                       f"{alias}& {name} = *static_cast<{alias}*>(::qmetal_sim::runtime->threadgroup_variable("
-                       f"&{key}, sizeof({alias}), alignof({alias})));")
+            out.append(self.threadgroup_storage(type_text, name, dims))
         self.edits.replace(tokens[i].start, tokens[end].end, " ".join(out), self.text)
         return names
 
@@ -998,6 +1046,11 @@ class Generator:
 
 
 LINE_MARKER_LINE_RE = re.compile(r'^[ \t]*#\s*(\d+)\s+"((?:\\.|[^"\\])*)"[^\n]*$', re.MULTILINE)
+
+
+def kernel_symbol(name):
+    """The C++ name of kernel `name`."""
+    return f"__qmetal_kernel_{name}"
 
 
 def overload_name(name, spaces):
