@@ -7,8 +7,6 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
-#include <ios>
-
 #include "qmetal/qmetal.h"
 #ifdef QMETAL_HAVE_CUDA
 #include "cuda/cuda.h"
@@ -18,13 +16,6 @@ namespace nb = nanobind;
 using namespace nb::literals;
 
 namespace qmetal {
-
-// Where libstdc++ is linked statically into the module (the H200 machine's
-// toolchain does that), std::ostringstream may find no numeric facets:
-// with GCC 12 every number vanished from error messages, which one Init here
-// fixes. (With that machine's GCC 13 such messages still crash: see
-// bench/README.md.)
-static std::ios_base::Init ios_init;
 
 void bind_cuda(nb::module_& m) {
 #ifdef QMETAL_HAVE_CUDA
