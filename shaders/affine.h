@@ -34,13 +34,55 @@ inline void unpack(const device uint8_t* row, uint pack, thread float* q) {
   for (int j = 0; j < kPack; ++j) q[j] = float(uint(stream >> (bits * j)) & ((1u << bits) - 1u));
 }
 
-// The codes of a pack masked in place, each still scaled by 2^(bits * j):
-// multiplied by activations pre-scaled by 2^-(bits * j) they give exactly
-// the products of the codes, without a shift per code and row.
+// --- the decode inner loop: 32-bit words, codes masked in place -------------------------
+
+// What one lane decodes per step: the fewest codes, at least 16 (two packs,
+// as MLX's qmv), whose bits fill whole 32-bit words, so every load is an
+// aligned word (rows start on words: K is a multiple of 32).
 template <int bits>
-inline void unpack_in_place(const device uint8_t* row, uint pack, thread float* q) {
-  const ulong stream = load_pack<bits>(row, pack);
-  for (int j = 0; j < kPack; ++j) q[j] = float(stream & (ulong((1u << bits) - 1u) << (bits * j)));
+struct WordStep {
+  static constant constexpr int values = bits % 2 == 0 ? 16 : 32;
+  static constant constexpr int words = values * bits / 32;
+};
+
+// Activations of one step pre-scaled so that codes need no shift: code j
+// starts at bit s = (bits * j) % 32 of its word, so `word & (mask << s)` is
+// code * 2^s and x * 2^-s undoes it exactly (a power of two). A code that
+// straddles two words (3, 5 and 6 bits) takes two terms, the high part's
+// activation scaled by 2^(32 - s). Each product is then one 32-bit AND, one
+// u32->float convert and one FMA: no 64-bit integers, no per-value shift.
+template <int bits>
+struct ScaledActivations {
+  float low[WordStep<bits>::values];
+  float high[WordStep<bits>::values];  // straddling codes only
+  float sum;
+};
+
+template <int bits, typename T>
+inline void scale_activations(const device T* x, bool in_range, thread ScaledActivations<bits>& xs) {
+  xs.sum = 0.0f;
+  for (int j = 0; j < WordStep<bits>::values; ++j) {
+    const float v = in_range ? float(x[j]) : 0.0f;
+    const int shift = (bits * j) % 32;
+    xs.sum += v;
+    xs.low[j] = v * exp2(-float(shift));
+    xs.high[j] = v * exp2(float(32 - shift));
+  }
+}
+
+// sum_j code_j * x_j over one step of a row, from its words.
+template <int bits>
+inline float dot_words(const device uint32_t* words, thread const ScaledActivations<bits>& xs) {
+  constexpr uint mask = (1u << bits) - 1u;
+  uint w[WordStep<bits>::words];
+  for (int i = 0; i < WordStep<bits>::words; ++i) w[i] = words[i];
+  float dot = 0.0f;
+  for (int j = 0; j < WordStep<bits>::values; ++j) {
+    const int word = bits * j / 32, shift = (bits * j) % 32;
+    dot += float(w[word] & (mask << shift)) * xs.low[j];
+    if (shift + bits > 32) dot += float(w[word + 1] & (mask >> (32 - shift))) * xs.high[j];
+  }
+  return dot;
 }
 
 // Which x and w matrices matrix z of a batched matmul reads: by broadcast
@@ -74,24 +116,27 @@ inline uint batch_count(constant AffineMatmulArgs& args) {
 constant constexpr int kQmvSimdgroups = 2;
 constant constexpr int kQmvRowsPerSimdgroup = 4;
 
-// Each simdgroup owns kQmvRowsPerSimdgroup rows of w; lane l reads packs l,
-// l + 32, ... of each, so consecutive lanes read consecutive bytes. Every
-// pack is decoded once and applied to `x_rows` activation rows (1 for
-// mat-vec, more for small batches). `aligned`: N is a multiple of the rows
-// per threadgroup and one activation row per grid row, so no row is out of
-// range, and the activations are pre-scaled (unpack_in_place).
+// Each simdgroup owns kQmvRowsPerSimdgroup rows of w; per step lane l reads
+// the words of step l, l + 32, ... of each row (WordStep: 16 or 32 codes,
+// 2 to 5 words), so a simdgroup reads 128 to 640 consecutive bytes of a row.
+// Every step is decoded once per row and applied to `x_rows` activation rows
+// (1 for mat-vec, more for small batches). Any K (a multiple of the group
+// size, so of the step); `aligned`: N is a multiple of the rows per
+// threadgroup, so no simdgroup needs a row check.
 template <typename T, int group_size, int bits, bool aligned, int x_rows, bool gather = false>
 void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
          const device T* biases, device T* y, const device uint32_t* lhs, const device uint32_t* rhs, uint3 group,
          uint simd_group, uint lane) {
+  using Step = WordStep<bits>;
+  static_assert(group_size % Step::values == 0, "a step stays within one group");
   const uint M = args.M, N = args.N, K = args.K;
-  const uint row_bytes = K * bits / 8;
+  const uint row_words = K * bits / 32;
   const uint groups_per_row = K / group_size;
-  const uint packs = K / kPack;
+  const uint steps = K / Step::values;
   ulong x_matrix, w_matrix;
   batch_matrices<gather>(args, lhs, rhs, group.z, x_matrix, w_matrix);
   x += x_matrix * M * K;
-  w += w_matrix * N * row_bytes;
+  const device uint32_t* w_words = reinterpret_cast<const device uint32_t*>(w) + w_matrix * N * row_words;
   scales += w_matrix * N * groups_per_row;
   biases += w_matrix * N * groups_per_row;
   y += ulong(group.z) * M * N;
@@ -102,41 +147,26 @@ void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_
   for (int m = 0; m < x_rows; ++m)
     for (int r = 0; r < kQmvRowsPerSimdgroup; ++r) acc[m][r] = 0.0f;
 
-  for (uint p = lane; p < packs; p += kSimdWidth) {
-    float xs[x_rows][kPack];
-    float x_sum[x_rows];
+  for (uint step = lane; step < steps; step += kSimdWidth) {
+    ScaledActivations<bits> xs[x_rows];
     for (int m = 0; m < x_rows; ++m) {
-      x_sum[m] = 0.0f;
-      for (int j = 0; j < kPack; ++j) {
-        // aligned: one activation row per threadgroup row of the grid, always in range.
-        xs[m][j] = aligned || m0 + m < M ? float(x[ulong(m0 + m) * K + p * kPack + j]) : 0.0f;
-        x_sum[m] += xs[m][j];
-        if (aligned) xs[m][j] *= exp2(-float(bits * j));  // pre-scaled for unpack_in_place
-      }
+      const bool in_range = x_rows == 1 || m0 + m < M;  // one row: the grid has exactly M rows
+      scale_activations<bits>(x + ulong(in_range ? m0 + m : m0) * K + step * Step::values, in_range, xs[m]);
     }
-    const uint g = p * kPack / group_size;
+    const uint g = step * Step::values / group_size;
     for (int r = 0; r < kQmvRowsPerSimdgroup; ++r) {
       const uint n = n0 + r;
       if (!aligned && n >= N) break;
-      float q[kPack];
-      if (aligned) {
-        unpack_in_place<bits>(w + ulong(n) * row_bytes, p, q);
-      } else {
-        unpack<bits>(w + ulong(n) * row_bytes, p, q);
-      }
-      const float scale = float(scales[ulong(n) * groups_per_row + g]);
+      const float dot_scale = float(scales[ulong(n) * groups_per_row + g]);
       const float bias = float(biases[ulong(n) * groups_per_row + g]);
-      for (int m = 0; m < x_rows; ++m) {
-        float dot = 0.0f;
-        for (int j = 0; j < kPack; ++j) dot += q[j] * xs[m][j];
-        acc[m][r] += scale * dot + bias * x_sum[m];
-      }
+      const device uint32_t* words = w_words + ulong(n) * row_words + step * Step::words;
+      for (int m = 0; m < x_rows; ++m) acc[m][r] += dot_scale * dot_words<bits>(words, xs[m]) + bias * xs[m].sum;
     }
   }
   for (int m = 0; m < x_rows; ++m) {
     for (int r = 0; r < kQmvRowsPerSimdgroup; ++r) {
       const float total = simd_sum(acc[m][r]);
-      if (lane == 0 && (aligned || (m0 + m < M && n0 + r < N))) y[ulong(m0 + m) * N + n0 + r] = T(total);
+      if (lane == 0 && m0 + m < M && (aligned || n0 + r < N)) y[ulong(m0 + m) * N + n0 + r] = T(total);
     }
   }
 }

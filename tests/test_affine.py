@@ -62,11 +62,11 @@ def tolerance(dtype, k):
 
 
 ROUTE_SHAPES = {
-    # route: (M, N, K, transpose); "3g" is three groups, None the fast route's K
-    # (512, or 256 for 6/8-bit). With transpose=False w is [K, N], quantized
-    # along N, so N is the multiple of the group size and K is free.
+    # route: (M, N, K, transpose); "3g" is three groups. With transpose=False
+    # w is [K, N], quantized along N, so N is the multiple of the group size
+    # and K is free.
     "qmv": (1, 13, "3g", True),
-    "qmv_fast": (1, 16, None, True),
+    "qmv_fast": (1, 16, "3g", True),
     "qmv_wide": (5, 13, "3g", True),
     "qmm": (33, 13, "3g", True),
     "qmm_split_k": (33, 13, "3g", True),
@@ -101,7 +101,6 @@ def test_quantize_and_dequantize_are_bit_exact(rng, bits, group_size, dtype):
 def test_every_route_for_every_format(rng, route, bits, group_size, dtype):
     m, n, k, transpose = ROUTE_SHAPES[route]
     n, k = (3 * group_size if v == "3g" else v for v in (n, k))
-    k = k or (256 if bits >= 6 else 512)
     rows, cols = (n, k) if transpose else (k, n)
     w = qmetal.quantize(random_weights(rng, (rows, cols), dtype), bits, group_size)
     x = rng.standard_normal((m, k)).astype(dtype)
@@ -139,13 +138,18 @@ def test_routing_by_rows(rng):
     device = qmetal.default_device()
     threshold = qmetal._core.affine_matmat_threshold(device)
     w = qmetal.quantize(random_weights(rng, (16, 256), np.float32), 4, 64)
-    for m, transpose, kernel in [(1, True, "qmv"), (2, True, "qmv_wide"), (threshold - 1, True, "qmv_wide"),
+    for m, transpose, kernel in [(1, True, "qmv_fast"), (2, True, "qmv_wide"), (threshold - 1, True, "qmv_wide"),
                                  (threshold, True, "qmm_t"), (1, False, "qvm"), (threshold, False, "qmm_n")]:
         k = 256 if transpose else 16
         x = qmetal.empty((m, k), "float32")
         y = qmetal.empty((m, 16 if transpose else 256), "float32")
         plan = qmetal._core.plan_affine_matmul(device, x, w._native, transpose, y, "automatic")
         assert plan[0].kernel == qmetal._core.affine_kernel_name(kernel, "float32", 64, 4), (m, transpose)
+    # Rows that do not fill the last threadgroup need the row checks of qmv.
+    w13 = qmetal.quantize(random_weights(rng, (13, 256), np.float32), 4, 64)
+    plan = qmetal._core.plan_affine_matmul(device, qmetal.empty((1, 256), "float32"), w13._native, True,
+                                           qmetal.empty((1, 13), "float32"), "automatic")
+    assert plan[0].kernel == qmetal._core.affine_kernel_name("qmv", "float32", 64, 4)
 
 
 def test_split_k_when_tiles_are_few(rng):
@@ -263,7 +267,8 @@ def test_from_arrays_shares_memory(rng):
     (lambda w, x: qmetal.matmul(x.astype(np.int32), w), TypeError, r"x: expected float32, float16 or bfloat16"),
     (lambda w, x: qmetal.matmul(x, w, out=np.zeros((3, 8), np.float32)), ValueError, r"out: expected shape \(3, 16\)"),
     (lambda w, x: qmetal.matmul(x, w, out=np.zeros((3, 16), np.float16)), TypeError, r"out: expected dtype float32"),
-    (lambda w, x: qmetal.matmul(x, w, route="qmv_fast"), ValueError, r"'qmv_fast' needs N % 8 == 0 and K % 512"),
+    (lambda w, x: qmetal.matmul(x, qmetal.QuantizedWeight.from_arrays(w.packed[:13], w.scales[:13], w.biases[:13], 4, 64),
+                                route="qmv_fast"), ValueError, r"'qmv_fast' needs transpose=True and N % 8 == 0, got N = 13"),
     (lambda w, x: qmetal.matmul(x, w, route="qvm"), ValueError, r"'qvm' needs transpose=False"),
     (lambda w, x: qmetal.matmul(x, w, route="sideways"), ValueError, r"route: expected one of"),
     (lambda w, x: qmetal.matmul(x, w.packed), TypeError, r"w: expected a qmetal.QuantizedWeight"),
@@ -300,7 +305,7 @@ def test_bench_command_checks_every_result():
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("40x128") or line.startswith("64x256")]
     assert len(lines) == 6 and not any("WRONG" in line for line in lines)
-    assert {line.split()[4] for line in lines} == {"qmv", "qmv_wide", "qmm_t"}
+    assert {line.split()[4] for line in lines} == {"qmv_fast", "qmv_wide", "qmm_t"}
     assert "all results checked" in result.stdout
 
 

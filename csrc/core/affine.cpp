@@ -12,6 +12,11 @@ namespace qmetal {
 using planning::ceil_div;
 using planning::checked_u32;
 
+namespace detail {
+// Unpacked weights (csrc/core/dwq.cpp) take group sizes the kernels lack.
+void check_affine_kernel_format(const QuantizedWeight& w);
+}  // namespace detail
+
 namespace {
 
 using qmetal_args::kMaxBatchDims;
@@ -110,7 +115,7 @@ QuantizedWeight QuantizedWeight::from_buffers(BufferPtr packed, BufferPtr scales
 
 Shape QuantizedWeight::shape() const {
   Shape s = packed->shape();
-  s.back() = s.back() * 32 / bits;
+  if (!unpacked) s.back() = s.back() * 32 / bits;
   return s;
 }
 
@@ -200,6 +205,7 @@ Shape affine_matmul_shape(const Shape& x, const QuantizedWeight& w, bool transpo
 
 std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferPtr& x, const QuantizedWeight& w,
                                              bool transpose, const BufferPtr& y, AffineRoute route) {
+  detail::check_affine_kernel_format(w);
   const Shape ws = w.shape();
   const Shape& xs = x->shape();
   const uint32_t K = checked_u32(transpose ? ws.back() : ws[ws.size() - 2], "K");
@@ -232,12 +238,10 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
   const uint32_t M = args.M;
   if (M == 0 || N == 0 || batch == 0) return {};
 
-  const int bits = w.bits;
+  const int bits = w.kernel_bits();
   const uint32_t threshold = affine_matmat_threshold(device);
-  // qmv_fast: whole threadgroups of rows, and K a multiple of the 512 (256
-  // for 6/8-bit) values one simdgroup's lanes cover per step.
-  const uint32_t fast_k = bits >= 6 ? 256 : 512;
-  const bool fast_ok = transpose && N % kQmvRowsPerThreadgroup == 0 && K % fast_k == 0;
+  // qmv_fast: whole threadgroups of rows (no row checks); any K, as qmv.
+  const bool fast_ok = transpose && N % kQmvRowsPerThreadgroup == 0;
   const uint64_t tiles = uint64_t(ceil_div(N, kTile)) * ceil_div(M, kTile) * batch;
   if (route == AffineRoute::automatic) {
     if (M >= threshold) {
@@ -260,8 +264,7 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
     value_error("route: '", affine_route_name(route), "' needs transpose=False");
   }
   if (route == AffineRoute::qmv_fast && !fast_ok) {
-    value_error("route: 'qmv_fast' needs N % ", kQmvRowsPerThreadgroup, " == 0 and K % ", fast_k,
-                " == 0, got N = ", N, ", K = ", K);
+    value_error("route: 'qmv_fast' needs transpose=True and N % ", kQmvRowsPerThreadgroup, " == 0, got N = ", N);
   }
   // An empty reduction (K == 0, possible with transpose=False) has no kernel
   // to run: the result is zeros, which the ops write.
@@ -345,6 +348,7 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
                                                     const QuantizedWeight& w, const BufferPtr& lhs,
                                                     const BufferPtr& rhs, bool transpose, const BufferPtr& y,
                                                     AffineRoute route, const BufferPtr& rows) {
+  detail::check_affine_kernel_format(w);
   const Shape ws = w.shape();
   const Shape& xs = x->shape();
   qmetal_args::AffineMatmulArgs args{};
@@ -375,19 +379,20 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
   const DType dtype = w.dtype();
   if (route == AffineRoute::qmm_sorted) {
     plan.bind(qmetal_args::kAffineRows, rows, Access::read);
-    plan.kernel = affine_kernel_name("gather_qmm_sorted", dtype, w.group_size, w.bits);
+    plan.kernel = affine_kernel_name("gather_qmm_sorted", dtype, w.group_size, w.kernel_bits());
     plan.grid = {ceil_div(args.N, kTile), ceil_div(matrices, kTile), 1};
     plan.threadgroup = {kTileThreads, 1, 1};
   } else if (route == AffineRoute::qmm) {
-    plan.kernel = affine_kernel_name(transpose ? "gather_qmm_t" : "gather_qmm_n", dtype, w.group_size, w.bits);
+    plan.kernel =
+        affine_kernel_name(transpose ? "gather_qmm_t" : "gather_qmm_n", dtype, w.group_size, w.kernel_bits());
     plan.grid = {ceil_div(args.N, kTile), ceil_div(args.M, kTile), matrices};
     plan.threadgroup = {kTileThreads, 1, 1};
   } else if (transpose) {
-    plan.kernel = affine_kernel_name("gather_qmv", dtype, w.group_size, w.bits);
+    plan.kernel = affine_kernel_name("gather_qmv", dtype, w.group_size, w.kernel_bits());
     plan.grid = {ceil_div(args.N, kQmvRowsPerThreadgroup), args.M, matrices};
     plan.threadgroup = {kQmvThreads, 1, 1};
   } else {
-    plan.kernel = affine_kernel_name("gather_qvm", dtype, w.group_size, w.bits);
+    plan.kernel = affine_kernel_name("gather_qvm", dtype, w.group_size, w.kernel_bits());
     plan.grid = {ceil_div(args.N, kQvmColumnsPerThreadgroup), args.M, matrices};
     plan.threadgroup = {kQvmThreads, 1, 1};
   }
@@ -401,6 +406,7 @@ namespace detail {
 // none for an empty weight (an empty result, as mlx gives).
 std::vector<DispatchPlan> plan_affine_quantize(const Device& device, const BufferPtr& dense, const QuantizedWeight& w,
                                                bool quantize) {
+  detail::check_affine_kernel_format(w);
   const Shape shape = w.shape();
   qmetal_args::AffineQuantizeArgs args{};
   args.K = checked_u32(shape.back(), "K");
@@ -408,7 +414,7 @@ std::vector<DispatchPlan> plan_affine_quantize(const Device& device, const Buffe
   const uint64_t items = uint64_t(args.rows) * (quantize ? args.K / w.group_size : args.K / kPack);
   if (items == 0) return {};
   DispatchPlan plan;
-  plan.kernel = affine_kernel_name(quantize ? "quantize" : "dequantize", w.dtype(), w.group_size, w.bits);
+  plan.kernel = affine_kernel_name(quantize ? "quantize" : "dequantize", w.dtype(), w.group_size, w.kernel_bits());
   plan.set_args(args);
   const Access dense_access = quantize ? Access::read : Access::write;
   const Access packed_access = quantize ? Access::write : Access::read;
