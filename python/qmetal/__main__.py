@@ -1,4 +1,4 @@
-"""Command line: ``python -m qmetal info``, ``bench`` and ``selftest``."""
+"""Command line: ``python -m qmetal info``, ``bench``, ``cost`` and ``selftest``."""
 
 from __future__ import annotations
 
@@ -40,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
 
     _bench.add_arguments(bench)
     bench.set_defaults(run=_bench.run)
+    cost = commands.add_parser(
+        "cost", help="decode inner loops per weight byte, ours next to MLX's, from LLVM IR (needs clang++)")
+    from . import _cost
+
+    _cost.add_arguments(cost)
+    cost.set_defaults(run=_cost.run)
     selftest = commands.add_parser(
         "selftest", help="a report to paste from a first Mac: device, every kernel route against the reference, "
                          "zero-copy, a long stream, timings")
@@ -52,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(qmetal.cmake_dir() if args.cmake_dir else qmetal.get_include())
         return 0
     if args.command is None:
-        parser.error("a command is required (info, bench or selftest)")
+        parser.error("a command is required (info, bench, cost or selftest)")
     try:
         return args.run(args)
     except ValueError as error:
