@@ -91,8 +91,10 @@ template <bool gather>
 inline void batch_matrices(constant AffineMatmulArgs& args, const device uint32_t* lhs, const device uint32_t* rhs,
                            uint z, thread ulong& x_matrix, thread ulong& w_matrix) {
   if (gather) {
-    x_matrix = lhs[z];
-    w_matrix = rhs[z];
+    // Clamped: indices read on the device are checked after the kernel
+    // (gather_check), and until then must not take a read out of bounds.
+    x_matrix = min(lhs[z], args.x_matrices - 1);
+    w_matrix = min(rhs[z], args.w_matrices - 1);
     return;
   }
   x_matrix = 0;
@@ -336,9 +338,9 @@ void qmm_sorted(constant AffineMatmulArgs& args, const device T* x, const device
   tile::clear(acc);
 
   for (uint run = tile_z; run < tile_end;) {
-    const uint expert = rhs[run];
+    const uint expert = min(rhs[run], args.w_matrices - 1);  // sorted on the host, so checked there
     uint run_end = run + 1;
-    while (run_end < tile_end && rhs[run_end] == expert) ++run_end;
+    while (run_end < tile_end && rhs[run_end] == rhs[run]) ++run_end;
     const device uint8_t* we = w + ulong(expert) * N * row_bytes;
     const ulong groups_offset = ulong(expert) * N * groups_per_row;
     const uint z = tile_z + load_row;

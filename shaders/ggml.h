@@ -1,10 +1,15 @@
 // GGML block kernels: weights exactly as a GGUF file stores them. Each type
-// is a block struct and one dequantize() that turns a 16-value chunk of a
-// block into floats, in the order of operations of llama.cpp's reference
-// (so dequantize is bit-exact with gguf.quants); every kernel (mat-vec,
-// small batch, tiled mat-mat, MoE, dequantize) is a template over the block
-// type. Adding a type: its struct, its dequantize(), a row in the
-// instantiation list (ggml_*.metal) and in the host's type table.
+// is a block struct with two routines:
+// - dequantize(), a 16-value chunk of a block as floats, in the order of
+//   operations of llama.cpp's reference (bit-exact with gguf.quants): the
+//   tiled mat-mat loader and the dequantize kernel;
+// - dot(), one lane's part of a block (16 values whose code bytes it owns)
+//   against pre-scaled activations, codes masked in place in 16-bit words,
+//   scales and offsets applied per run (audit F2): the mat-vec, small-batch
+//   and MoE mat-vec kernels.
+// Every kernel is a template over the block type. Adding a type: its struct,
+// its traits (parts), dequantize() and dot(), a row in the instantiation
+// list (ggml_*.metal) and in the host's type table.
 #pragma once
 
 #include <metal_stdlib>
@@ -41,54 +46,153 @@ static_assert(sizeof(block_q4_0) == 18 && sizeof(block_q4_1) == 20 && sizeof(blo
 static_assert(sizeof(block_q2_K) == 84 && sizeof(block_q3_K) == 110 && sizeof(block_q4_K) == 144 &&
               sizeof(block_q5_K) == 176 && sizeof(block_q6_K) == 210, "K-quant block sizes");
 
+// --- how mul_mv walks a block: parts -------------------------------------------------------
+//
+// In the mat-vec kernels a lane takes one *part* of a block per step: kPart
+// values whose code bytes it owns whole (both nibbles, all four 2-bit fields),
+// read as 16-bit words, as llama.cpp's per-type kernels do. The activations a
+// part pairs with are `runs` runs of kPart / runs consecutive values, run r
+// starting at value run_offset(part, r) of the block; the lane loads them
+// once per step, multiplies value i of run r by y_scale(r, i) so that a code
+// masked in place in its word (`word & (0xF << 4)` is code * 16) needs no
+// shift, and keeps each run's plain sum when has_sums (the offset or min of
+// the codes is applied once through it). The per-type dot() below reads the
+// words in the same order.
+constant constexpr int kPart = 16;
+
+// A 16-bit word holds two bytes: the second byte's fields come out of a mask
+// 256 times larger, so their activations are scaled by 1/256.
+constexpr float byte_scale(int i) { return i % 2 == 0 ? 1.0f : 1.0f / 256.0f; }
+// Nibble runs: run 0 the low nibbles of the part's bytes, run 1 the high
+// nibbles (masked in place: code * 16).
+constexpr float nibble_scale(int run, int i) { return byte_scale(i) * (run == 0 ? 1.0f : 1.0f / 16.0f); }
+// 2-bit runs: run r is the field at bits 2r of each byte (code * 4^r).
+constexpr float two_bit_scale(int run, int i) { return byte_scale(i) / float(1 << (2 * run)); }
+
+// Q4_0, Q4_1, Q5_0, Q5_1: part p owns qs bytes [8p, 8p + 8): values 8p + i
+// (low nibbles) and 16 + 8p + i (high nibbles).
+struct legacy_parts {
+  static constant constexpr int runs = 2;
+  static constant constexpr bool has_sums = true;
+  static uint run_offset(uint part, int run) { return 8 * part + 16 * run; }
+  static constexpr float y_scale(int run, int i) { return nibble_scale(run, i); }
+};
+// Q8_0: part p is values [16p, 16p + 16), one int8 each, read as 16-bit
+// words; dot() biases the codes to unsigned (see there), hence the sum.
+struct q8_parts {
+  static constant constexpr int runs = 1;
+  static constant constexpr bool has_sums = true;
+  static uint run_offset(uint part, int) { return kPart * part; }
+  static constexpr float y_scale(int, int i) { return byte_scale(i); }
+};
+// Q2_K, Q3_K, Q6_K: part p owns bytes [4 (p % 8), + 4) of the 32-byte plane
+// of half p / 8, whose byte l holds value 128 half + 32 r + l in field r.
+struct k_plane_parts {
+  static constant constexpr int runs = 4;
+  static constant constexpr bool has_sums = true;
+  static uint run_offset(uint part, int run) { return 128 * (part / 8) + 32 * run + 4 * (part % 8); }
+};
+struct k_two_bit_parts : k_plane_parts {
+  static constexpr float y_scale(int run, int i) { return two_bit_scale(run, i); }
+};
+struct q6_k_parts : k_plane_parts {
+  // 6-bit codes are assembled per byte (constant shifts) before the mask.
+  static constexpr float y_scale(int, int i) { return byte_scale(i); }
+};
+// Q4_K, Q5_K: part p owns qs bytes [32 g + 8 j, + 8) (g = p / 4, j = p % 4):
+// values 64 g + 8 j + i (low nibbles, sub-block 2g) and + 32 (high, 2g + 1).
+struct k_nibble_parts {
+  static constant constexpr int runs = 2;
+  static constant constexpr bool has_sums = true;
+  static uint run_offset(uint part, int run) { return 64 * (part / 4) + 32 * run + 8 * (part % 4); }
+  static constexpr float y_scale(int run, int i) { return nibble_scale(run, i); }
+};
+// Dense: the 16-value block is one part.
+struct dense_parts {
+  static constant constexpr int runs = 1;
+  static constant constexpr bool has_sums = false;
+  static uint run_offset(uint, int) { return 0; }
+  static constexpr float y_scale(int, int) { return 1.0f; }
+};
+
 // values: per block; mv_rows: rows of w per simdgroup in mul_mv (as
 // llama.cpp picks them: fewer for types whose blocks take longer to decode).
 template <typename B> struct traits;
-template <> struct traits<block_q4_0> { static constant constexpr int values = 32, mv_rows = 4; };
-template <> struct traits<block_q4_1> { static constant constexpr int values = 32, mv_rows = 4; };
-template <> struct traits<block_q5_0> { static constant constexpr int values = 32, mv_rows = 4; };
-template <> struct traits<block_q5_1> { static constant constexpr int values = 32, mv_rows = 4; };
-template <> struct traits<block_q8_0> { static constant constexpr int values = 32, mv_rows = 2; };
-template <> struct traits<block_q2_K> { static constant constexpr int values = 256, mv_rows = 2; };
-template <> struct traits<block_q3_K> { static constant constexpr int values = 256, mv_rows = 2; };
-template <> struct traits<block_q4_K> { static constant constexpr int values = 256, mv_rows = 2; };
-template <> struct traits<block_q5_K> { static constant constexpr int values = 256, mv_rows = 1; };
-template <> struct traits<block_q6_K> { static constant constexpr int values = 256, mv_rows = 2; };
-template <> struct traits<block_f32> { static constant constexpr int values = 16, mv_rows = 4; };
-template <> struct traits<block_f16> { static constant constexpr int values = 16, mv_rows = 4; };
-template <> struct traits<block_bf16> { static constant constexpr int values = 16, mv_rows = 4; };
+template <> struct traits<block_q4_0> : legacy_parts { static constant constexpr int values = 32, mv_rows = 4; };
+template <> struct traits<block_q4_1> : legacy_parts { static constant constexpr int values = 32, mv_rows = 4; };
+template <> struct traits<block_q5_0> : legacy_parts { static constant constexpr int values = 32, mv_rows = 4; };
+template <> struct traits<block_q5_1> : legacy_parts { static constant constexpr int values = 32, mv_rows = 4; };
+template <> struct traits<block_q8_0> : q8_parts { static constant constexpr int values = 32, mv_rows = 2; };
+template <> struct traits<block_q2_K> : k_two_bit_parts { static constant constexpr int values = 256, mv_rows = 2; };
+template <> struct traits<block_q3_K> : k_two_bit_parts { static constant constexpr int values = 256, mv_rows = 2; };
+template <> struct traits<block_q4_K> : k_nibble_parts { static constant constexpr int values = 256, mv_rows = 2; };
+template <> struct traits<block_q5_K> : k_nibble_parts { static constant constexpr int values = 256, mv_rows = 1; };
+template <> struct traits<block_q6_K> : q6_k_parts { static constant constexpr int values = 256, mv_rows = 2; };
+template <> struct traits<block_f32> : dense_parts { static constant constexpr int values = 16, mv_rows = 4; };
+template <> struct traits<block_f16> : dense_parts { static constant constexpr int values = 16, mv_rows = 4; };
+template <> struct traits<block_bf16> : dense_parts { static constant constexpr int values = 16, mv_rows = 4; };
+
+// Format constants.
+constant constexpr float kQ4Offset = 8.0f;   // Q4_0 codes are stored + 8
+constant constexpr float kQ5Offset = 16.0f;  // Q5_0 codes are stored + 16
+constant constexpr float kQ5HighBit = 16.0f; // the fifth bit of a 5-bit code
+constant constexpr float kQ3HighBit = 4.0f;  // the third bit of a Q3_K code
+constant constexpr float kQ3Offset = 4.0f;   // Q3_K codes are stored + 4 (with the high bit)
+constant constexpr float kQ3ScaleOffset = 32.0f;  // Q3_K's 6-bit scales are stored + 32
+constant constexpr float kQ6Offset = 32.0f;  // Q6_K codes are stored + 32
 
 // --- dequantize: chunk c holds values [16 c, 16 c + 16) of the block ------------------
+//
+// The bit position of a chunk's fields depends on c, a runtime value: rather
+// than shift every value by it, each field is masked in place and scaled back
+// by 2^-shift (both exact, so the codes and hence the values are bit-exact
+// with gguf.quants); the position costs one shift per chunk (audit F2).
+struct chunk_field {
+  uint mask;      // the field at its bit position
+  float unshift;  // 2^-position
+};
+
+inline chunk_field field_at(uint width_mask, uint shift) { return {width_mask << shift, 1.0f / float(1u << shift)}; }
+
+// The field's code, as float.
+inline float code_of(chunk_field f, uint byte) { return float(byte & f.mask) * f.unshift; }
+
+constant constexpr uint kNibble = 0xF, kTwoBits = 0x3;
 
 inline void dequantize(const device block_q4_0& b, uint c, thread float* v) {
   const float d = float(b.d);
-  for (int i = 0; i < kChunk; ++i) v[i] = d * float(int((b.qs[i] >> (4 * c)) & 0xF) - 8);
+  const chunk_field nibble = field_at(kNibble, 4 * c);
+  for (int i = 0; i < kChunk; ++i) v[i] = d * (code_of(nibble, b.qs[i]) - kQ4Offset);
 }
 
 inline void dequantize(const device block_q4_1& b, uint c, thread float* v) {
   const float d = float(b.d), m = float(b.m);
-  for (int i = 0; i < kChunk; ++i) v[i] = d * float((b.qs[i] >> (4 * c)) & 0xF) + m;
+  const chunk_field nibble = field_at(kNibble, 4 * c);
+  for (int i = 0; i < kChunk; ++i) v[i] = d * code_of(nibble, b.qs[i]) + m;
 }
 
-inline uint q5_high_bits(const device uint8_t* qh) {
-  return uint(qh[0]) | uint(qh[1]) << 8 | uint(qh[2]) << 16 | uint(qh[3]) << 24;
+// The fifth bits of chunk c of a Q5_0 / Q5_1 block: bit i is value 16 c + i's.
+inline uint q5_high_bits(const device uint8_t* qh, uint c) {
+  return c == 0 ? uint(qh[0]) | uint(qh[1]) << 8 : uint(qh[2]) | uint(qh[3]) << 8;
 }
 
 inline void dequantize(const device block_q5_0& b, uint c, thread float* v) {
   const float d = float(b.d);
-  const uint high = q5_high_bits(b.qh);
+  const chunk_field nibble = field_at(kNibble, 4 * c);
+  const uint high = q5_high_bits(b.qh, c);
   for (int i = 0; i < kChunk; ++i) {
-    const int code = int(((b.qs[i] >> (4 * c)) & 0xF) | (((high >> (kChunk * c + i)) & 1) << 4));
-    v[i] = d * float(code - 16);
+    const float code = code_of(nibble, b.qs[i]) + ((high & (1u << i)) != 0 ? kQ5HighBit : 0.0f);
+    v[i] = d * (code - kQ5Offset);
   }
 }
 
 inline void dequantize(const device block_q5_1& b, uint c, thread float* v) {
   const float d = float(b.d), m = float(b.m);
-  const uint high = q5_high_bits(b.qh);
+  const chunk_field nibble = field_at(kNibble, 4 * c);
+  const uint high = q5_high_bits(b.qh, c);
   for (int i = 0; i < kChunk; ++i) {
-    const uint code = ((b.qs[i] >> (4 * c)) & 0xF) | (((high >> (kChunk * c + i)) & 1) << 4);
-    v[i] = d * float(code) + m;
+    const float code = code_of(nibble, b.qs[i]) + ((high & (1u << i)) != 0 ? kQ5HighBit : 0.0f);
+    v[i] = d * code + m;
   }
 }
 
@@ -101,26 +205,25 @@ inline void dequantize(const device block_q8_0& b, uint c, thread float* v) {
 // and lane e % 32 of the 2-bit planes (Q2_K, Q3_K, Q6_K's high bits), or in
 // byte 32 (e / 64) + e % 32, nibble (e % 64) / 32 (Q4_K, Q5_K).
 inline void dequantize(const device block_q2_K& b, uint c, thread float* v) {
-  const uint half_index = c / 8, shift = 2 * ((c % 8) / 2), lane0 = kChunk * (c % 2);
+  const uint half_index = c / 8, lane0 = kChunk * (c % 2);
+  const chunk_field field = field_at(kTwoBits, 2 * ((c % 8) / 2));
   const uint8_t sc = b.scales[c];
   const float mult = float(b.d) * float(sc & 0xF);
   const float add = -(float(b.dmin) * float(sc >> 4));
-  for (int i = 0; i < kChunk; ++i) {
-    const uint code = (b.qs[32 * half_index + lane0 + i] >> shift) & 3;
-    v[i] = mult * float(code) + add;
-  }
+  for (int i = 0; i < kChunk; ++i) v[i] = mult * code_of(field, b.qs[32 * half_index + lane0 + i]) + add;
 }
 
 inline void dequantize(const device block_q3_K& b, uint c, thread float* v) {
-  const uint half_index = c / 8, shift = 2 * ((c % 8) / 2), lane0 = kChunk * (c % 2), high_bit = c / 2;
+  const uint half_index = c / 8, lane0 = kChunk * (c % 2), high_bit = 1u << (c / 2);
+  const chunk_field field = field_at(kTwoBits, 2 * ((c % 8) / 2));
   // Sixteen 6-bit signed scales: low nibbles in bytes 0..7, high pairs in 8..11.
   const int low = (b.scales[c % 8] >> (4 * (c / 8))) & 0xF;
   const int high = (b.scales[8 + c % 4] >> (2 * (c / 4))) & 0x3;
   const float mult = float(b.d) * float((low | (high << 4)) - 32);
   for (int i = 0; i < kChunk; ++i) {
-    const int code = int((b.qs[32 * half_index + lane0 + i] >> shift) & 3) |
-                     int(((b.hmask[lane0 + i] >> high_bit) & 1) << 2);
-    v[i] = mult * float(code - 4);
+    const float code = code_of(field, b.qs[32 * half_index + lane0 + i]) +
+                       ((b.hmask[lane0 + i] & high_bit) != 0 ? kQ3HighBit : 0.0f);
+    v[i] = mult * (code - kQ3Offset);
   }
 }
 
@@ -140,8 +243,9 @@ inline void dequantize(const device block_q4_K& b, uint c, thread float* v) {
   k4_scale_min(b.scales, c / 2, sc, m);
   const float mult = float(b.d) * float(sc);
   const float add = -(float(b.dmin) * float(m));
-  const uint byte0 = 32 * (c / 4) + kChunk * (c % 2), shift = 4 * ((c % 4) / 2);
-  for (int i = 0; i < kChunk; ++i) v[i] = mult * float((b.qs[byte0 + i] >> shift) & 0xF) + add;
+  const uint byte0 = 32 * (c / 4) + kChunk * (c % 2);
+  const chunk_field nibble = field_at(kNibble, 4 * ((c % 4) / 2));
+  for (int i = 0; i < kChunk; ++i) v[i] = mult * code_of(nibble, b.qs[byte0 + i]) + add;
 }
 
 inline void dequantize(const device block_q5_K& b, uint c, thread float* v) {
@@ -149,22 +253,24 @@ inline void dequantize(const device block_q5_K& b, uint c, thread float* v) {
   k4_scale_min(b.scales, c / 2, sc, m);
   const float mult = float(b.d) * float(sc);
   const float add = -(float(b.dmin) * float(m));
-  const uint byte0 = 32 * (c / 4) + kChunk * (c % 2), shift = 4 * ((c % 4) / 2);
-  const uint lane0 = kChunk * (c % 2), high_bit = c / 2;
+  const uint byte0 = 32 * (c / 4) + kChunk * (c % 2);
+  const chunk_field nibble = field_at(kNibble, 4 * ((c % 4) / 2));
+  const uint lane0 = kChunk * (c % 2), high_bit = 1u << (c / 2);
   for (int i = 0; i < kChunk; ++i) {
-    const uint code = ((b.qs[byte0 + i] >> shift) & 0xF) | (((b.qh[lane0 + i] >> high_bit) & 1) << 4);
-    v[i] = mult * float(code) + add;
+    const float code = code_of(nibble, b.qs[byte0 + i]) + ((b.qh[lane0 + i] & high_bit) != 0 ? kQ5HighBit : 0.0f);
+    v[i] = mult * code + add;
   }
 }
 
 inline void dequantize(const device block_q6_K& b, uint c, thread float* v) {
+  constexpr float high_weight = 16.0f;  // the high two bits sit above the nibble
   const uint half_index = c / 8, quarter = (c % 8) / 2, lane0 = kChunk * (c % 2);
-  const uint low_byte0 = 64 * half_index + lane0 + 32 * (quarter % 2), low_shift = 4 * (quarter / 2);
-  const uint high_byte0 = 32 * half_index + lane0, high_shift = 2 * quarter;
+  const uint low_byte0 = 64 * half_index + lane0 + 32 * (quarter % 2), high_byte0 = 32 * half_index + lane0;
+  const chunk_field low = field_at(kNibble, 4 * (quarter / 2)), high = field_at(kTwoBits, 2 * quarter);
   const float mult = float(b.d) * float(b.scales[c]);
   for (int i = 0; i < kChunk; ++i) {
-    const int code = int((b.ql[low_byte0 + i] >> low_shift) & 0xF) | int(((b.qh[high_byte0 + i] >> high_shift) & 3) << 4);
-    v[i] = mult * float(code - 32);
+    const float code = code_of(low, b.ql[low_byte0 + i]) + high_weight * code_of(high, b.qh[high_byte0 + i]);
+    v[i] = mult * (code - kQ6Offset);
   }
 }
 
@@ -187,27 +293,383 @@ inline void dequantize_row_chunk(const device B* row, uint chunk, thread float* 
   dequantize(row[chunk / chunks_per_block], chunk % chunks_per_block, v);
 }
 
-// x[m, k], row-major or head-major.
-template <typename T>
-inline float x_at(constant GGMLMatmulArgs& args, const device T* x, uint m, uint k) {
-  if (args.x_head_dim == 0) return float(x[ulong(m) * args.K + k]);
-  const uint head = k / args.x_head_dim, d = k % args.x_head_dim;
-  return float(x[(ulong(head) * args.x_rows + m) * args.x_head_dim + d]);
+// --- per-type dot: one part of one block against pre-scaled activations ---------------
+//
+// dot<R>(block, part, y, sums, out): out[m] = sum over the part's 16 values
+// of w * x, for R activation rows at once (the codes are converted once and
+// used R times). y is [R][kPart], each row laid out as the part's runs
+// scaled by traits<B>::y_scale; sums is [R][runs], the plain sums of those
+// runs (read only by types with has_sums). One call reads one part of the
+// block: 16 values, i.e. sizeof(B) * kPart / traits<B>::values weight bytes
+// on average (the block's scale fields included). Per value: one AND with a
+// constant mask, one u32->float convert, one FMA; block scales and the
+// offset / min are applied once per run through its sum, not per value.
+
+// An integer below 2^23 as float without a convert: placed in the mantissa
+// of 2^23, which is then subtracted; both steps are exact and full-rate
+// (a convert is quarter-rate on Apple GPUs, audit section 0). Used for
+// per-run scale codes, which would otherwise add converts per part, and
+// for the 2-bit codes of Q2_K / Q3_K (see two_bit_dots).
+inline float exact_float(uint v) {
+  constexpr uint two_pow_23_bits = 0x4B000000u;  // the float 2^23
+  return as_type<float>(two_pow_23_bits | v) - 8388608.0f;
+}
+
+inline const device ushort* words16(const device uint8_t* p) { return reinterpret_cast<const device ushort*>(p); }
+
+// Both nibbles of 8 bytes (four words): lo[m] += the low-nibble run's dot,
+// hi[m] += the high-nibble run's (y laid out and scaled as nibble_scale).
+template <int R>
+inline void nibble_dots(const device uint8_t* q, const thread float* y, thread float* lo, thread float* hi) {
+  const device ushort* w = words16(q);
+  for (int k = 0; k < 4; ++k) {
+    const uint word = w[k];
+    // Nibbles of byte 0 at bits 0 and 4, of byte 1 at bits 8 and 12.
+    const float low0 = float(word & 0x000Fu), low1 = float(word & 0x0F00u);
+    const float high0 = float(word & 0x00F0u), high1 = float(word & 0xF000u);
+    for (int m = 0; m < R; ++m) {
+      const thread float* ym = y + m * kPart;
+      lo[m] += ym[2 * k] * low0 + ym[2 * k + 1] * low1;
+      hi[m] += ym[8 + 2 * k] * high0 + ym[8 + 2 * k + 1] * high1;
+    }
+  }
+}
+
+// The four 2-bit fields of 4 bytes (two words): acc[m * 4 + r] += run r's dot.
+// Four codes per byte would cost 3 to 4 converts per weight byte, over the
+// audit's budget of 3.3 to 4.8 quarter-rate ops per byte for the whole loop,
+// so these codes take exact_float (full-rate) instead of a convert.
+template <int R>
+inline void two_bit_dots(const device uint8_t* q, const thread float* y, thread float* acc) {
+  const device ushort* w = words16(q);
+  for (int k = 0; k < 2; ++k) {
+    const uint word = w[k];
+    for (int r = 0; r < 4; ++r) {
+      const uint field = 0x0003u << (2 * r);  // in byte 0; << 8 in byte 1
+      const float c0 = exact_float(word & field), c1 = exact_float(word & (field << 8));
+      for (int m = 0; m < R; ++m) acc[m * 4 + r] += y[m * kPart + 4 * r + 2 * k] * c0 + y[m * kPart + 4 * r + 2 * k + 1] * c1;
+    }
+  }
+}
+
+template <int R>
+inline void zero(thread float* v) {
+  for (int i = 0; i < R; ++i) v[i] = 0.0f;
+}
+
+
+// Q5_0 / Q5_1: the fifth bit of value i of run r is bit i of byte `high[r]`
+// (qh[part], qh[2 + part]). Selected, not shifted or converted.
+template <int R>
+inline void legacy_high_bits(uint high0, uint high1, const thread float* y, thread float* acc) {
+  for (int r = 0; r < 2; ++r) {
+    const uint high = r == 0 ? high0 : high1;
+    for (int i = 0; i < 8; ++i) {
+      const float weight = kQ5HighBit / legacy_parts::y_scale(r, i);  // undoes the pre-scale
+      for (int m = 0; m < R; ++m) acc[m] += (high & (1u << i)) != 0 ? y[m * kPart + 8 * r + i] * weight : 0.0f;
+    }
+  }
+}
+
+template <int R>
+inline void dot(const device block_q4_0& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
+  float lo[R], hi[R];
+  zero<R>(lo);
+  zero<R>(hi);
+  nibble_dots<R>(b.qs + 8 * part, y, lo, hi);
+  const float d = float(b.d);
+  for (int m = 0; m < R; ++m) out[m] = d * (lo[m] + hi[m] - kQ4Offset * (sums[2 * m] + sums[2 * m + 1]));
+}
+
+template <int R>
+inline void dot(const device block_q4_1& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
+  float lo[R], hi[R];
+  zero<R>(lo);
+  zero<R>(hi);
+  nibble_dots<R>(b.qs + 8 * part, y, lo, hi);
+  const float d = float(b.d), min = float(b.m);
+  for (int m = 0; m < R; ++m) out[m] = d * (lo[m] + hi[m]) + min * (sums[2 * m] + sums[2 * m + 1]);
+}
+
+template <int R>
+inline void dot(const device block_q5_0& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
+  float lo[R], hi[R];
+  zero<R>(lo);
+  zero<R>(hi);
+  nibble_dots<R>(b.qs + 8 * part, y, lo, hi);
+  legacy_high_bits<R>(b.qh[part], b.qh[2 + part], y, lo);
+  const float d = float(b.d);
+  for (int m = 0; m < R; ++m) out[m] = d * (lo[m] + hi[m] - kQ5Offset * (sums[2 * m] + sums[2 * m + 1]));
+}
+
+template <int R>
+inline void dot(const device block_q5_1& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
+  float lo[R], hi[R];
+  zero<R>(lo);
+  zero<R>(hi);
+  nibble_dots<R>(b.qs + 8 * part, y, lo, hi);
+  legacy_high_bits<R>(b.qh[part], b.qh[2 + part], y, lo);
+  const float d = float(b.d), min = float(b.m);
+  for (int m = 0; m < R; ++m) out[m] = d * (lo[m] + hi[m]) + min * (sums[2 * m] + sums[2 * m + 1]);
+}
+
+// The int8 codes of a word, biased to unsigned by flipping their sign bits
+// (q + 128), are masked in place like the other types; the bias goes out
+// through the sum of y. No sign extension, no byte extraction.
+constant constexpr uint kQ8SignBits = 0x8080u;  // of both bytes of a word
+constant constexpr float kQ8Bias = 128.0f;
+
+template <int R>
+inline void dot(const device block_q8_0& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
+  const device ushort* q = words16(reinterpret_cast<const device uint8_t*>(b.qs) + kPart * part);
+  float acc[R];
+  zero<R>(acc);
+  for (int k = 0; k < kPart / 2; ++k) {
+    const uint word = q[k] ^ kQ8SignBits;
+    const float c0 = float(word & 0x00FFu), c1 = float(word & 0xFF00u);
+    for (int m = 0; m < R; ++m) acc[m] += y[m * kPart + 2 * k] * c0 + y[m * kPart + 2 * k + 1] * c1;
+  }
+  const float d = float(b.d);
+  for (int m = 0; m < R; ++m) out[m] = d * (acc[m] - kQ8Bias * sums[m]);
+}
+
+// K-types: the plane byte offset and sub-block of run 0 for parts of k_plane_parts.
+inline uint plane_bytes(uint part) { return 32 * (part / 8) + 4 * (part % 8); }
+// Sub-block (16 values) of run r: 8 half + 2 r + (l >= 16).
+inline uint plane_sub_block(uint part) { return 8 * (part / 8) + (part % 8) / 4; }
+
+template <int R>
+inline void dot(const device block_q2_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
+  float acc[R * 4];
+  zero<R * 4>(acc);
+  two_bit_dots<R>(b.qs + plane_bytes(part), y, acc);
+  const uint sub = plane_sub_block(part);
+  const float d = float(b.d), dmin = float(b.dmin);
+  float scale[4], min[4];
+  for (int r = 0; r < 4; ++r) {
+    // Byte: scale code in the low nibble, min code in the high one (masked in place: code * 16).
+    const uint packed = b.scales[sub + 2 * r];
+    scale[r] = d * exact_float(packed & 0x0Fu);
+    min[r] = dmin / 16.0f * exact_float(packed & 0xF0u);
+  }
+  for (int m = 0; m < R; ++m) {
+    float total = 0.0f;
+    for (int r = 0; r < 4; ++r) total += scale[r] * acc[m * 4 + r] - min[r] * sums[m * 4 + r];
+    out[m] = total;
+  }
+}
+
+template <int R>
+inline void dot(const device block_q3_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
+  float acc[R * 4];
+  zero<R * 4>(acc);
+  const uint half_index = part / 8, bytes = 4 * (part % 8);
+  two_bit_dots<R>(b.qs + 32 * half_index + bytes, y, acc);
+  // The third bit of value i of run r: bit 4 half + r of hmask[bytes + i]; selected, not shifted.
+  const device ushort* hmask = words16(b.hmask + bytes);
+  const bool upper = half_index != 0;
+  for (int k = 0; k < 2; ++k) {
+    const uint word = hmask[k];
+    for (int r = 0; r < 4; ++r) {
+      const uint bit = upper ? 0x0101u << (4 + r) : 0x0101u << r;  // both bytes of the word
+      for (int byte = 0; byte < 2; ++byte) {
+        const int i = 2 * k + byte;
+        const float weight = kQ3HighBit / k_two_bit_parts::y_scale(r, i);
+        const bool set = (word & bit & (byte == 0 ? 0x00FFu : 0xFF00u)) != 0;
+        for (int m = 0; m < R; ++m) acc[m * 4 + r] += set ? y[m * kPart + 4 * r + i] * weight : 0.0f;
+      }
+    }
+  }
+  // Sixteen 6-bit scales: sub-block s has its low nibble in scales[s % 8]
+  // (nibble s / 8) and its high two bits in scales[8 + s % 4] (bits 2 (s / 4)).
+  // For this part's runs s = 8 half + 2 r + t, so the nibble is `upper` and
+  // the pair 2 upper + r / 2; both are masked in place and scaled back.
+  const uint t = (part % 8) / 4;
+  const float d = float(b.d);
+  float scale[4];
+  for (int r = 0; r < 4; ++r) {
+    const uint low = b.scales[2 * r + t], high = b.scales[8 + 2 * (r % 2) + t];
+    const uint high_shift = 2 * (r / 2);  // + 4 when upper
+    const float low_code = upper ? exact_float(low & 0xF0u) / 16.0f : exact_float(low & 0x0Fu);
+    const float high_code = upper ? exact_float(high & (0x30u << high_shift)) / float(1 << high_shift)
+                                  : exact_float(high & (0x03u << high_shift)) * float(16 >> high_shift);
+    scale[r] = d * (low_code + high_code - kQ3ScaleOffset);
+  }
+  for (int m = 0; m < R; ++m) {
+    float total = 0.0f;
+    for (int r = 0; r < 4; ++r) total += scale[r] * (acc[m * 4 + r] - kQ3Offset * sums[m * 4 + r]);
+    out[m] = total;
+  }
+}
+
+// Q4_K / Q5_K: scale and min codes of sub-blocks 2g and 2g + 1 (this part's
+// two runs), eight 6-bit pairs packed in 12 bytes (llama.cpp's
+// get_scale_min_k4). Read as 16-bit pairs and masked, both branches
+// computed and selected, so lanes of different g do not diverge.
+inline void k4_part_scales(const device uint8_t* s, uint g, thread float* scale, thread float* min) {
+  const device ushort* pairs = words16(s + 2 * (g % 2));
+  const uint a = pairs[0], b = pairs[2], c = pairs[4];  // bytes 2g', 4 + 2g', 8 + 2g' (g' = g % 2)
+  const bool first = g < 2;
+  const uint scales = first ? a & 0x3F3Fu : (c & 0x0F0Fu) | ((a & 0xC0C0u) >> 2);
+  const uint mins = first ? b & 0x3F3Fu : ((c >> 4) & 0x0F0Fu) | ((b & 0xC0C0u) >> 2);
+  scale[0] = exact_float(scales & 0x00FFu);
+  scale[1] = exact_float(scales & 0xFF00u) / 256.0f;
+  min[0] = exact_float(mins & 0x00FFu);
+  min[1] = exact_float(mins & 0xFF00u) / 256.0f;
+}
+
+template <int R>
+inline void dot(const device block_q4_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
+  const uint g = part / 4, j = part % 4;
+  float lo[R], hi[R];
+  zero<R>(lo);
+  zero<R>(hi);
+  nibble_dots<R>(b.qs + 32 * g + 8 * j, y, lo, hi);
+  float scale[2], min[2];
+  k4_part_scales(b.scales, g, scale, min);
+  const float d = float(b.d), dmin = float(b.dmin);
+  for (int m = 0; m < R; ++m) {
+    out[m] = d * (scale[0] * lo[m] + scale[1] * hi[m]) - dmin * (min[0] * sums[2 * m] + min[1] * sums[2 * m + 1]);
+  }
+}
+
+template <int R>
+inline void dot(const device block_q5_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
+  const uint g = part / 4, j = part % 4;
+  float lo[R], hi[R];
+  zero<R>(lo);
+  zero<R>(hi);
+  nibble_dots<R>(b.qs + 32 * g + 8 * j, y, lo, hi);
+  // The fifth bit of value i of run r is bit 2g + r of qh[8j + i]: the mask
+  // (in both bytes of a word) is selected per part, then values are selected.
+  const uint bit0 = g == 0 ? 0x0101u : g == 1 ? 0x0404u : g == 2 ? 0x1010u : 0x4040u, bit1 = bit0 + bit0;
+  const device ushort* qh = words16(b.qh + 8 * j);
+  for (int k = 0; k < 4; ++k) {
+    const uint word = qh[k];
+    for (int r = 0; r < 2; ++r) {
+      const uint bit = r == 0 ? bit0 : bit1;
+      for (int byte = 0; byte < 2; ++byte) {
+        const int i = 2 * k + byte;
+        const float weight = kQ5HighBit / k_nibble_parts::y_scale(r, i);
+        const bool set = (word & bit & (byte == 0 ? 0x00FFu : 0xFF00u)) != 0;
+        thread float* acc = r == 0 ? lo : hi;
+        for (int m = 0; m < R; ++m) acc[m] += set ? y[m * kPart + 8 * r + i] * weight : 0.0f;
+      }
+    }
+  }
+  float scale[2], min[2];
+  k4_part_scales(b.scales, g, scale, min);
+  const float d = float(b.d), dmin = float(b.dmin);
+  for (int m = 0; m < R; ++m) {
+    out[m] = d * (scale[0] * lo[m] + scale[1] * hi[m]) - dmin * (min[0] * sums[2 * m] + min[1] * sums[2 * m + 1]);
+  }
+}
+
+template <int R>
+inline void dot(const device block_q6_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
+  const uint half_index = part / 8, bytes = 4 * (part % 8);
+  // Run r's low nibble is in ql[64 half + 32 (r % 2) + l] (nibble r / 2), its
+  // high two bits in qh[32 half + l] (bits 2r). Each byte's 6-bit code is
+  // assembled with constant shifts, then masked in place per byte.
+  const device ushort* low_a = words16(b.ql + 64 * half_index + bytes);
+  const device ushort* low_b = words16(b.ql + 64 * half_index + 32 + bytes);
+  const device ushort* high = words16(b.qh + 32 * half_index + bytes);
+  float acc[R * 4];
+  zero<R * 4>(acc);
+  for (int k = 0; k < 2; ++k) {
+    const uint a = low_a[k], c = low_b[k], h = high[k];
+    uint code[4];
+    code[0] = (a & 0x0F0Fu) | ((h << 4) & 0x3030u);
+    code[1] = (c & 0x0F0Fu) | ((h << 2) & 0x3030u);
+    code[2] = ((a >> 4) & 0x0F0Fu) | (h & 0x3030u);
+    code[3] = ((c >> 4) & 0x0F0Fu) | ((h >> 2) & 0x3030u);
+    for (int r = 0; r < 4; ++r) {
+      const float c0 = float(code[r] & 0x003Fu), c1 = float(code[r] & 0x3F00u);
+      for (int m = 0; m < R; ++m) acc[m * 4 + r] += y[m * kPart + 4 * r + 2 * k] * c0 + y[m * kPart + 4 * r + 2 * k + 1] * c1;
+    }
+  }
+  const uint sub = plane_sub_block(part);
+  const float d = float(b.d);
+  float scale[4];
+  for (int r = 0; r < 4; ++r) {
+    // int8 scale, biased to unsigned (flip the sign bit) for exact_float.
+    constexpr uint sign_bit = 0x80u;
+    scale[r] = d * (exact_float(uint(as_type<uchar>(b.scales[sub + 2 * r])) ^ sign_bit) - float(sign_bit));
+  }
+  for (int m = 0; m < R; ++m) {
+    float total = 0.0f;
+    for (int r = 0; r < 4; ++r) total += scale[r] * (acc[m * 4 + r] - kQ6Offset * sums[m * 4 + r]);
+    out[m] = total;
+  }
+}
+
+inline float dense_value(const device block_f32& b, int i) { return b.x[i]; }
+inline float dense_value(const device block_f16& b, int i) { return float(b.x[i]); }
+inline float dense_value(const device block_bf16& b, int i) { return as_type<float>(uint(b.x[i]) << 16); }
+
+template <int R, typename B>
+inline void dense_dot(const device B& b, const thread float* y, thread float* out) {
+  zero<R>(out);
+  for (int i = 0; i < kPart; ++i) {
+    const float v = dense_value(b, i);
+    for (int m = 0; m < R; ++m) out[m] += y[m * kPart + i] * v;
+  }
+}
+
+template <int R>
+inline void dot(const device block_f32& b, uint, const thread float* y, const thread float*, thread float* out) {
+  dense_dot<R>(b, y, out);
+}
+template <int R>
+inline void dot(const device block_f16& b, uint, const thread float* y, const thread float*, thread float* out) {
+  dense_dot<R>(b, y, out);
+}
+template <int R>
+inline void dot(const device block_bf16& b, uint, const thread float* y, const thread float*, thread float* out) {
+  dense_dot<R>(b, y, out);
+}
+
+// n consecutive values of x row m from column k. Head-major x is walked
+// without a division per value: one to find the run's head, then a compare
+// where the run crosses into the next head (the host passes x_head_dim = 0
+// when there is one row, where head-major is row-major).
+template <int n, typename T>
+inline void read_x(constant GGMLMatmulArgs& args, const device T* x, uint m, uint k, thread float* out) {
+  const uint head_dim = args.x_head_dim;
+  if (head_dim == 0) {
+    const device T* row = x + ulong(m) * args.K + k;
+    for (int i = 0; i < n; ++i) out[i] = float(row[i]);
+    return;
+  }
+  const uint head = k / head_dim;
+  uint d = k - head * head_dim;
+  const device T* row = x + (ulong(head) * args.x_rows + m) * head_dim;
+  for (int i = 0; i < n; ++i) {
+    out[i] = float(row[d]);
+    if (++d == head_dim) {
+      d = 0;
+      row += ulong(args.x_rows) * head_dim;
+    }
+  }
 }
 
 // --- mat-vec and small batch ---------------------------------------------------------
 
 constant constexpr int kMvSimdgroups = 2;
 
-// Each simdgroup owns `rows` rows of w; lane l decodes chunks l, l + 32, ...
-// of each and applies every chunk to `x_rows` activation rows. With
-// `gather`, output row z (= grid y) reads x row lhs[z] and expert rhs[z].
+// Each simdgroup owns `rows` rows of w; lane l takes parts l, l + 32, ... of
+// each (counted over the row), loads the activations of a part once for its
+// `x_rows` activation rows (pre-scaled, see traits) and applies them to every
+// row through dot(). With `gather`, output row z (= grid y) reads x row
+// lhs[z] and expert rhs[z].
 template <typename B, typename T, typename O, int rows, int x_rows, bool gather>
 void mul_mv(constant GGMLMatmulArgs& args, const device T* x, const device uint8_t* w, device O* y,
             const device uint32_t* lhs, const device uint32_t* rhs, uint3 group, uint simd_group, uint lane) {
+  using P = traits<B>;
+  constexpr uint parts = P::values / kPart;
+  constexpr int runs = P::runs, run_length = kPart / P::runs;
   const uint N = args.N, K = args.K;
-  const uint blocks_per_row = K / traits<B>::values;
-  const uint chunks = K / kChunk;
+  const uint blocks_per_row = K / P::values;
   const uint n0 = (group.x * kMvSimdgroups + simd_group) * rows;
   const uint m0 = group.y * x_rows;
   if (gather) w += ulong(rhs[m0]) * args.expert_rows * blocks_per_row * sizeof(B);
@@ -215,22 +677,33 @@ void mul_mv(constant GGMLMatmulArgs& args, const device T* x, const device uint8
   float acc[x_rows][rows];
   for (int m = 0; m < x_rows; ++m)
     for (int r = 0; r < rows; ++r) acc[m][r] = 0.0f;
-  for (uint c = lane; c < chunks; c += kSimdWidth) {
-    float xs[x_rows][kChunk];
+  for (uint u = lane; u < blocks_per_row * parts; u += kSimdWidth) {
+    const uint block = u / parts, part = u % parts;
+    float ys[x_rows * kPart];
+    float sums[x_rows * runs];
     for (int m = 0; m < x_rows; ++m) {
       const bool in_range = m0 + m < args.M;
       const uint x_row = gather ? lhs[m0] : m0 + m;
-      for (int i = 0; i < kChunk; ++i) xs[m][i] = in_range ? x_at(args, x, x_row, c * kChunk + i) : 0.0f;
+      for (int r = 0; r < runs; ++r) {
+        thread float* run = ys + m * kPart + r * run_length;
+        if (in_range) {
+          read_x<run_length>(args, x, x_row, block * P::values + P::run_offset(part, r), run);
+        } else {
+          for (int i = 0; i < run_length; ++i) run[i] = 0.0f;
+        }
+        float sum = 0.0f;
+        for (int i = 0; i < run_length; ++i) {
+          if (P::has_sums) sum += run[i];
+          run[i] *= P::y_scale(r, i);  // a power of two: exact
+        }
+        sums[m * runs + r] = sum;
+      }
     }
     for (int r = 0; r < rows; ++r) {
       if (n0 + r >= N) break;
-      float v[kChunk];
-      dequantize_row_chunk(w_rows + ulong(n0 + r) * blocks_per_row, c, v);
-      for (int m = 0; m < x_rows; ++m) {
-        float dot = 0.0f;
-        for (int i = 0; i < kChunk; ++i) dot += v[i] * xs[m][i];
-        acc[m][r] += dot;
-      }
+      float dots[x_rows];
+      dot<x_rows>(w_rows[ulong(n0 + r) * blocks_per_row + block], part, ys, sums, dots);
+      for (int m = 0; m < x_rows; ++m) acc[m][r] += dots[m];
     }
   }
   for (int m = 0; m < x_rows; ++m) {
@@ -248,6 +721,7 @@ constant constexpr int kMmRowsX = 32;
 constant constexpr int kMmStride = tile::kK + 4;  // padded rows spread threadgroup-memory banks
 constant constexpr int kMmOutStride = kMmRowsW + 4;  // the staged 32 x 64 result, in the w tile's memory
 constant constexpr int kMmThreads = 128;          // 4 simdgroups: 2 (x rows) x 2 (w rows)
+constant constexpr int kMmXValues = kMmRowsX * tile::kK / kMmThreads;  // x values one thread stages per step
 // The staged tiles, in floats; kernels declare them (MSL allows threadgroup
 // variables only in kernels) and mul_mm takes pointers.
 constant constexpr int kMmFloatsX = kMmRowsX * kMmStride;
@@ -266,7 +740,7 @@ void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8
   const uint blocks_per_row = K / traits<B>::values;
   const uint tile_m = group.y * kMmRowsX, tile_n = group.x * kMmRowsW;
   const uint w_row = thread_index / 2, w_chunk = thread_index % 2;        // one chunk of the w tile
-  const uint x_row = thread_index / 4, x_col = thread_index % 4 * 8;       // 8 values of the x tile
+  const uint x_row = thread_index / 4, x_col = thread_index % 4 * kMmXValues;  // 8 values of the x tile
   const uint frag_m = simd_group / 2 * 16, frag_n = simd_group % 2 * 32;
   simdgroup_float8x8 acc[2][4];
   tile::clear(acc);
@@ -285,7 +759,13 @@ void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8
     const bool x_live = sorted ? m >= run && m < run_end : m < M;
     const uint x_source = sorted && x_live ? lhs[m] : m;
     for (uint k0 = 0; k0 < K; k0 += tile::kK) {
-      for (int i = 0; i < 8; ++i) xs[x_row * kMmStride + x_col + i] = x_live ? x_at(args, x, x_source, k0 + x_col + i) : 0.0f;
+      float x_values[kMmXValues];
+      if (x_live) {
+        read_x<kMmXValues>(args, x, x_source, k0 + x_col, x_values);
+      } else {
+        for (int i = 0; i < kMmXValues; ++i) x_values[i] = 0.0f;
+      }
+      for (int i = 0; i < kMmXValues; ++i) xs[x_row * kMmStride + x_col + i] = x_values[i];
       float v[kChunk];
       if (tile_n + w_row < N) {
         dequantize_row_chunk(w_rows + ulong(tile_n + w_row) * blocks_per_row, k0 / kChunk + w_chunk, v);
@@ -337,21 +817,27 @@ void dequantize_rows(constant GGMLDequantizeArgs& args, const device uint8_t* w,
       const device uint8_t *w [[buffer(kGGMLW)]], device O *y [[buffer(kGGMLY)]],              \
       uint3 group [[threadgroup_position_in_grid]]
 
-// Activation rows a threadgroup of ggml_mul_mv_ext decodes each chunk for.
-constant constexpr int kMvExtRows = 4;
-
 template <typename B, typename T, typename O>
 [[kernel]] void ggml_mul_mv(QMETAL_GGML_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
                             uint lane [[thread_index_in_simdgroup]]) {
   ggml::mul_mv<B, T, O, ggml::traits<B>::mv_rows, 1, false>(args, x, w, y, nullptr, nullptr, group, simd_group, lane);
 }
 
-template <typename B, typename T, typename O>
-[[kernel]] void ggml_mul_mv_ext(QMETAL_GGML_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
-                                uint lane [[thread_index_in_simdgroup]]) {
-  ggml::mul_mv<B, T, O, ggml::traits<B>::mv_rows, kMvExtRows, false>(args, x, w, y, nullptr, nullptr, group,
-                                                                      simd_group, lane);
-}
+// Small batches: ggml_mul_mv_ext_r<x_rows> applies each part's codes to
+// x_rows activation rows (the host picks x_rows per M, 2..5; see
+// mv_ext_rows in csrc/core/ggml.cpp).
+#define QMETAL_GGML_MV_EXT(x_rows)                                                                        \
+  template <typename B, typename T, typename O>                                                          \
+  [[kernel]] void ggml_mul_mv_ext_r##x_rows(QMETAL_GGML_PARAMS,                                          \
+                                            uint simd_group [[simdgroup_index_in_threadgroup]],          \
+                                            uint lane [[thread_index_in_simdgroup]]) {                   \
+    ggml::mul_mv<B, T, O, ggml::traits<B>::mv_rows, x_rows, false>(args, x, w, y, nullptr, nullptr, group, \
+                                                                    simd_group, lane);                   \
+  }
+QMETAL_GGML_MV_EXT(2)
+QMETAL_GGML_MV_EXT(3)
+QMETAL_GGML_MV_EXT(4)
+QMETAL_GGML_MV_EXT(5)
 
 template <typename B, typename T, typename O>
 [[kernel]] void ggml_mul_mm(QMETAL_GGML_PARAMS, uint thread_index [[thread_index_in_threadgroup]],

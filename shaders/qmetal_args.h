@@ -49,6 +49,9 @@ struct AffineMatmulArgs {
   uint32_t batch_shape[kMaxBatchDims];
   uint32_t x_batch_strides[kMaxBatchDims];  // in matrices; 0 where x broadcasts
   uint32_t w_batch_strides[kMaxBatchDims];
+  // Gather: matrices of x and of w (experts). Indices read on the device
+  // are clamped below these (gather_check then reports and NaNs the rows).
+  uint32_t x_matrices, w_matrices;
 };
 
 // Buffers of the quantize / dequantize kernels.
@@ -85,6 +88,24 @@ struct GGMLDequantizeArgs {
   uint32_t rows, K;
 };
 
+// gather_check_<dtype>: after a gather (MoE) kernel that read its index
+// lists on the device, output matrix z whose lhs[z] or rhs[z] is out of
+// range is filled with NaN and a bit of `flags` is set (the op's stream
+// reports it at synchronize as a ValueError naming the argument).
+QMETAL_CONSTEXPR uint32_t kGatherCheckLhs = 1;
+QMETAL_CONSTEXPR uint32_t kGatherCheckRhs = 2;
+QMETAL_CONSTEXPR uint32_t kGatherCheckY = 3;
+QMETAL_CONSTEXPR uint32_t kGatherCheckFlags = 4;   // one uint32, bits below
+QMETAL_CONSTEXPR uint32_t kGatherBadLhs = 1;
+QMETAL_CONSTEXPR uint32_t kGatherBadRhs = 2;
+
+struct GatherCheckArgs {
+  uint32_t matrices;       // output matrices (entries of lhs and rhs)
+  uint32_t matrix_size;    // elements of y per output matrix
+  uint32_t lhs_count;      // valid lhs values: [0, lhs_count)
+  uint32_t rhs_count;
+};
+
 // affine_sum_partials: y[i] = sum over p of partials[p * count + i].
 QMETAL_CONSTEXPR uint32_t kPartials = 1;
 QMETAL_CONSTEXPR uint32_t kPartialsSum = 2;
@@ -92,6 +113,41 @@ QMETAL_CONSTEXPR uint32_t kPartialsSum = 2;
 struct SumPartialsArgs {
   uint32_t count;       // elements of y
   uint32_t partitions;
+};
+
+// --- DWQ (distilled weight quantization, shaders/dwq.h) ------------------------------
+
+// dwq_init / dwq_grads: one reduction per group of a [rows, K] weight.
+QMETAL_CONSTEXPR uint32_t kDwqDense = 1;    // init: w; grads: dw (float dtype T)
+QMETAL_CONSTEXPR uint32_t kDwqCodes = 2;    // init: uint8 codes written; grads: codes read (kernel bits)
+QMETAL_CONSTEXPR uint32_t kDwqScales = 3;   // float32 [rows, K / group_size]: init scales; grads d_scales
+QMETAL_CONSTEXPR uint32_t kDwqBiases = 4;   // init biases; grads d_biases
+
+struct DwqGroupArgs {
+  uint32_t groups;             // rows * K / group_size
+  uint32_t K;                  // values per row
+  uint32_t group_size;         // a power of two, 2..1024
+  uint32_t threads_per_group;  // min(group_size, threads per threadgroup): a power of two
+  uint32_t bits;               // init: the codes' width (1..8)
+};
+
+// dwq_vjp: d_scale[w][r][g] = sum over c in g of code[w][r][c] * D[r][c] and
+// d_bias[w][r][g] = sum over c in g of D[r][c], where D = sum over the
+// (A, B) matrix pairs p of weight matrix w of A_p^T B_p (A_p [M, R],
+// B_p [M, C]): the weight gradient, never stored. Transposed weights
+// (codes [N, K]): A = dy, B = x; otherwise (codes [K, N]): A = x, B = dy.
+QMETAL_CONSTEXPR uint32_t kDwqA = 1;
+QMETAL_CONSTEXPR uint32_t kDwqB = 2;
+QMETAL_CONSTEXPR uint32_t kDwqW = 3;          // codes [W, R, C * bits / 8]
+QMETAL_CONSTEXPR uint32_t kDwqDScales = 4;    // float32 [W, R, C / group_size]
+QMETAL_CONSTEXPR uint32_t kDwqDBiases = 5;
+QMETAL_CONSTEXPR uint32_t kDwqPairs = 6;      // uint32 [W, pairs_per_weight, 2]: A matrix, B matrix
+
+struct DwqVjpArgs {
+  uint32_t M;                  // rows of each A and B matrix
+  uint32_t R, C;               // a codes matrix: R rows of C values
+  uint32_t group_size;         // a multiple of the 32-column tile
+  uint32_t pairs_per_weight;
 };
 
 }  // namespace qmetal_args

@@ -157,6 +157,15 @@ def test_split_k_when_tiles_are_few(rng):
     assert qmetal._core.affine_k_partitions(1, 4096) > 1
     assert qmetal._core.affine_k_partitions(10_000, 4096) == 1
     assert qmetal._core.affine_k_partitions(1, 128) == 1  # K too short to share
+    # Grids sized to the GPU: more partitions where more cores wait.
+    assert qmetal._core.affine_k_partitions(64, 16384, 6 * 132) > qmetal._core.affine_k_partitions(64, 16384, 6 * 10)
+    assert qmetal._core.affine_k_partitions(800, 16384, 6 * 132) == 1
+    cores = {name: qmetal._core.estimated_apple_gpu_cores(name)
+             for name in ("applegpu_g13g", "applegpu_g14s", "applegpu_g15c", "applegpu_g13d", "amd_x", "")}
+    assert cores["applegpu_g13g"] < cores["applegpu_g14s"] < cores["applegpu_g15c"] < cores["applegpu_g13d"]
+    assert cores["amd_x"] == cores[""] == 0
+    sim = qmetal._core.affine_target_threadgroups(device)
+    assert sim == 128 if device.capabilities["gpu_cores"] == 0 else sim == 6 * device.capabilities["gpu_cores"]
     w = qmetal.quantize(random_weights(rng, (3, 24, 1024), np.float16), 4, 64)
     x = rng.standard_normal((2, 3, 40, 1024)).astype(np.float16)  # batched: partials per matrix
     y = qmetal.matmul(x, w)
@@ -417,6 +426,61 @@ def test_sorted_experts_path_is_chosen_and_agrees(rng):
     assert_gather_close(y, xs, w, None, flat[order])
     with pytest.raises(ValueError, match="rhs_indices: sorted_indices=True, but the indices are not sorted"):
         qmetal.gather_matmul(x, w, rhs_indices=ids, sorted_indices=True)
+
+
+@pytest.mark.parametrize("tokens, top_k, transpose", [(5, 2, True), (40, 4, True), (6, 3, False)])
+def test_moe_indices_on_a_stream_are_read_by_the_kernels(rng, tokens, top_k, transpose):
+    """With a stream, routing indices may come from an earlier op still
+    queued, so the op must not read them: here they are garbage when the op
+    is called and written only afterwards, before synchronize (no host
+    round trip; the simulator runs a stream's work at synchronize, as a GPU
+    would later). 40 tokens take the tiled gather route."""
+    experts, n, k = 6, 24 if transpose else 64, 128  # w [E, K, N] is quantized along N
+    shape = (experts, n, k) if transpose else (experts, k, n)
+    w = qmetal.quantize(random_weights(rng, shape, np.float32), 4, 64)
+    x = rng.standard_normal((tokens, 1, 1, k)).astype(np.float32)
+    ids = qmetal.empty((tokens, top_k), "uint32").numpy()
+    ids[...] = experts + 7  # out of range: reading them now would fail
+    stream = qmetal.Stream()
+    y = qmetal.gather_matmul(x, w, rhs_indices=ids, transpose=transpose, stream=stream)
+    routing = np.stack([rng.choice(experts, top_k, replace=False) for _ in range(tokens)]).astype(np.uint32)
+    ids[...] = routing
+    stream.synchronize()
+    assert_gather_close(y, x, w, None, routing, transpose=transpose)
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int32])
+def test_moe_index_out_of_range_on_a_stream_fails_at_synchronize(rng, dtype):
+    experts, tokens, top_k, n, k = 4, 3, 2, 16, 128
+    w = qmetal.quantize(random_weights(rng, (experts, n, k), np.float16), 4, 64)
+    x = rng.standard_normal((tokens, 1, 1, k)).astype(np.float16)
+    ids = np.array([[0, 1], [2, experts], [3, 1]]).astype(dtype)
+    if dtype == np.int32:
+        ids[1, 1] = -1
+    stream = qmetal.Stream()
+    y = qmetal.gather_matmul(x, w, rhs_indices=ids, stream=stream)  # no error yet: nothing was read
+    with pytest.raises(ValueError, match=r"rhs_indices: an index read on the device is out of range \[0, 4\)"):
+        stream.synchronize()
+    assert np.isnan(y[1, 1].astype(np.float32)).all()
+    good = np.ones((tokens, top_k), bool)
+    good[1, 1] = False
+    expected = reference_gather(x, w, None, np.where(good, ids, 0).astype(np.uint32))
+    assert relative_error(y[good], expected[good]) < tolerance(y.dtype, k)
+    stream.synchronize()  # reported once
+
+
+def test_moe_on_a_stream_rejects_what_it_cannot_read(rng):
+    w = qmetal.quantize(random_weights(rng, (4, 16, 128), np.float32), 4, 64)
+    x = rng.standard_normal((3, 1, 1, 128)).astype(np.float32)
+    stream = qmetal.Stream()
+    with pytest.raises(TypeError, match="rhs_indices: on a stream .* expected uint32 or int32, got int64"):
+        qmetal.gather_matmul(x, w, rhs_indices=np.zeros((3, 2), np.int64), stream=stream)
+    with pytest.raises(ValueError, match=r"lhs_indices: on a stream .* broadcast shape \(3, 2\), got \(3, 1\)"):
+        qmetal.gather_matmul(x, w, lhs_indices=np.zeros((3, 1), np.uint32), rhs_indices=np.zeros((1, 2), np.uint32),
+                             stream=stream)
+    with pytest.raises(ValueError, match="route: 'qmm_sorted' sorts the indices on the host"):
+        qmetal.gather_matmul(x[:, 0], w, rhs_indices=np.zeros((3, 1), np.uint32), route="qmm_sorted", stream=stream)
+    stream.synchronize()
 
 
 @pytest.mark.parametrize("call, error, message", [

@@ -35,6 +35,16 @@ def test_affine_decode_is_at_or_below_mlx_per_weight_byte(costs, bits):
 
 
 @needs_mlx
+@pytest.mark.parametrize("ggml_type", [t[0] for t in _cost.GGML_TYPES])
+def test_ggml_decode_is_at_or_below_mlx_per_weight_byte(costs, ggml_type):
+    """Each GGML type against MLX's affine kernel of about its bits per weight."""
+    ours = costs[f"ours ggml {ggml_type}"]
+    mlx = next(c for c in costs.values() if c.owner == "mlx" and c.family == ours.family)
+    assert ours.ops_64bit == 0 and ours.shifts_variable == 0, ours
+    assert ours.quarter_rate_per_byte <= mlx.quarter_rate_per_byte, (ours, mlx)
+
+
+@needs_mlx
 def test_the_report_sees_what_the_review_found():
     """The loop of the first round's qmv_fast (KERNEL_DESIGN_AUDIT.md F1): a
     pack assembled in 64 bits from byte loads, each code masked in place and

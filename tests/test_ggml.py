@@ -12,6 +12,7 @@ import pytest
 
 import qmetal
 from qmetal import reference as ref
+from qmetal.reference import ggml as ggml_reference
 from conftest import BFLOAT16, relative_error, unit_roundoff
 
 QUANTIZED = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
@@ -40,14 +41,41 @@ def oracle_dense(blocks, type_name, shape):
     return gguf.quants.dequantize(blocks.reshape(-1), qtype).astype(np.float64).reshape(shape)
 
 
-def assert_close(y, x, dense, what=""):
+def term_magnitudes(blocks, type_name, shape):
+    """Per weight, the magnitudes of the terms the mat-vec kernels sum:
+    |scale * stored code| + |scale * zero point| + |min|. Those kernels (as
+    llama.cpp's) factor each run's scale out of the sum and apply the zero
+    point or min once through the sum of x, so their rounding scales with
+    these terms, not with |w| (Q4_0's 0 = d * (8 - 8) is summed as
+    d * 8 * x - d * 8 * x). Signed codes (Q8_0) are biased to unsigned by
+    2^(bits - 1) the same way. For dense types, |w|."""
+    t = ref.ggml_type(type_name)
+    if not t.is_quantized:
+        return np.abs(oracle_dense(blocks, type_name, shape))
+    structs = np.ascontiguousarray(blocks).reshape(-1).view(t.block)
+    n = structs.shape[0]
+    sub = t.sub_block or t.block_values
+    offset = t.zero_point + (2 ** (sum(f.bits for f in t.fields) - 1) if t.signed else 0)
+    stored = (ggml_reference._read_codes(t, structs) + offset).reshape(n, -1, sub)
+    multiplier, addend = t.scales(structs)
+    magnitude = np.abs(multiplier[:, :, None].astype(np.float64)) * (np.abs(stored) + offset)
+    if addend is not None:
+        magnitude = magnitude + np.abs(addend[:, :, None].astype(np.float64))
+    return magnitude.reshape(shape)
+
+
+def assert_close(y, x, dense, what="", magnitude=None):
     """y ~ x @ dense.T, element by element, with a bound that holds for any
-    summation order: K u_f32 times the sum of the terms' magnitudes (the
-    kernels accumulate exactly dequantized weights in float32), plus one
-    rounding to y's dtype."""
+    summation order: K u_f32 times the sum of the magnitudes of the terms
+    (|x| times term_magnitudes, or |w| where given none), plus one rounding
+    to y's dtype. K bounds the depth of every kernel's float32 sums: a part's
+    16 products, its scale and offset, a lane's K / 512 parts, the 32-lane
+    reduction (mat-vec), or K products (tiles); the activations' pre-scaling
+    by powers of two is exact."""
     x64 = x.astype(np.float64)
     expected = x64 @ np.swapaxes(dense, -1, -2)
-    bound = x.shape[-1] * unit_roundoff(np.float32) * (np.abs(x64) @ np.abs(np.swapaxes(dense, -1, -2)))
+    magnitude = np.abs(dense) if magnitude is None else magnitude
+    bound = x.shape[-1] * unit_roundoff(np.float32) * (np.abs(x64) @ np.swapaxes(magnitude, -1, -2))
     bound = bound + unit_roundoff(y.dtype) * np.abs(expected) + 1e-30
     excess = np.abs(y.astype(np.float64) - expected) / bound
     assert y.shape == expected.shape, what
@@ -92,7 +120,8 @@ def test_every_type_route_and_activation(rng, route, type_name, activation):
         x = rng.standard_normal((ROUTE_ROWS[route], k)).astype(activation)
         y = qmetal.matmul(x, w, route=route)
         assert y.dtype == np.float32
-        assert_close(y, x, oracle_dense(blocks, type_name, (n, k)), f"{type_name} K={k}")
+        assert_close(y, x, oracle_dense(blocks, type_name, (n, k)), f"{type_name} K={k}",
+                     term_magnitudes(blocks, type_name, (n, k)))
 
 
 @pytest.mark.parametrize("m", [1, 2, 5, 8, 9, 33, 100])
@@ -101,44 +130,76 @@ def test_rows_on_and_off_the_tiles(rng, m):
     blocks = random_blocks(rng, "Q4_K", n, k)
     w = qmetal.GGMLWeight(blocks, "Q4_K", (n, k))
     x = rng.standard_normal((m, k)).astype(np.float16)
-    dense = oracle_dense(blocks, "Q4_K", (n, k))
-    assert_close(qmetal.matmul(x, w), x, dense, "automatic")
+    dense, magnitude = oracle_dense(blocks, "Q4_K", (n, k)), term_magnitudes(blocks, "Q4_K", (n, k))
+    assert_close(qmetal.matmul(x, w), x, dense, "automatic", magnitude)
     y16 = qmetal.matmul(x, w, dtype=np.float16)
     assert y16.dtype == np.float16
-    assert_close(y16, x, dense, "float16 output")
+    assert_close(y16, x, dense, "float16 output", magnitude)
 
 
 def test_routing_follows_llama_cpp(rng):
     device = qmetal.default_device()
     blocks = random_blocks(rng, "Q8_0", 16, 64)
     w = qmetal.GGMLWeight(blocks, "Q8_0", (16, 64))
-    for m, kernel in [(1, "mul_mv"), (2, "mul_mv_ext"), (8, "mul_mv_ext"), (9, "mul_mm")]:
+    for m, kernel in [(1, "mul_mv"), (2, "mul_mv_ext_r2"), (8, "mul_mv_ext_r4"), (9, "mul_mm")]:
         x = qmetal.empty((m, 64), "float32")
         plan = qmetal._core.plan_ggml_matmul(device, x, w._native, qmetal.empty((m, 16), "float32"), m, "automatic")
         assert plan[0].kernel == f"ggml_{kernel}_q8_0_float32_float32", m
 
 
-def test_head_major_attention_output(rng):
-    heads, m, head_dim, n = 8, 5, 64, 40
-    k = heads * head_dim
-    blocks = random_blocks(rng, "Q6_K", n, k)
-    w = qmetal.GGMLWeight(blocks, "Q6_K", (n, k))
-    for route in ("mv", "mv_ext", "mm"):
+MV_EXT_MAX_ROWS = 5  # x rows one mul_mv_ext threadgroup holds (csrc/core/ggml.cpp)
+
+
+@pytest.mark.parametrize("m", range(2, 9))
+def test_small_batches_read_the_weights_in_fewest_passes(rng, m):
+    # Each threadgroup row of the grid reads all of w once: M = 5 must read it
+    # once (not 4 + 1), and rows spread evenly over the passes (6 = 3 + 3).
+    device = qmetal.default_device()
+    n = 13  # not a multiple of any kernel's rows per threadgroup
+    for type_name in ["Q4_0", "Q5_1", "Q8_0", "Q3_K", "Q5_K", "Q6_K", "BF16"]:
+        k = 2 * max(ref.ggml_type(type_name).block_values, 32)
+        blocks = random_blocks(rng, type_name, n, k)
+        w = qmetal.GGMLWeight(blocks, type_name, (n, k))
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        plan = qmetal._core.plan_ggml_matmul(device, qmetal.asbuffer(x), w._native, qmetal.empty((m, n), "float32"),
+                                             m, "automatic")[0]
+        rows = int(plan.kernel.split("mul_mv_ext_r")[1].split("_")[0])
+        passes = plan.grid[1]
+        assert passes == -(-m // MV_EXT_MAX_ROWS) and rows <= MV_EXT_MAX_ROWS, (m, plan.kernel, plan.grid)
+        assert 0 <= rows * passes - m < passes, (m, rows, passes)
+        assert_close(qmetal.matmul(x, w), x, oracle_dense(blocks, type_name, (n, k)), f"{type_name} M={m}",
+                     term_magnitudes(blocks, type_name, (n, k)))
+
+
+# head_dim 14 is a multiple of none of the kernels' activation runs (4, 8
+# and 16 values), so runs cross from one head into the next; 64 is the usual.
+@pytest.mark.parametrize("type_name, head_dim", [("Q6_K", 64), ("Q4_0", 14), ("Q5_1", 14), ("Q8_0", 14),
+                                                 ("Q2_K", 14), ("Q4_K", 14), ("F16", 14)])
+def test_head_major_attention_output(rng, type_name, head_dim):
+    n = 40
+    k = 7 * max(ref.ggml_type(type_name).block_values, 32) if head_dim == 14 else 512
+    heads = k // head_dim
+    blocks = random_blocks(rng, type_name, n, k)
+    w = qmetal.GGMLWeight(blocks, type_name, (n, k))
+    dense, magnitude = oracle_dense(blocks, type_name, (n, k)), term_magnitudes(blocks, type_name, (n, k))
+    for m, route in [(1, "mv"), (1, "mv_ext"), (2, "mv_ext"), (3, "automatic"), (7, "automatic"), (5, "mm"),
+                     (33, "automatic")]:
         x = rng.standard_normal((heads, m, head_dim)).astype(np.float16)
         y = qmetal.matmul(x, w, heads_first=True, route=route)
         contiguous = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(m, k)
+        # The same kernel on the same values in the same order: bit for bit.
         np.testing.assert_array_equal(y, qmetal.matmul(contiguous, w, route=route))
-        assert_close(y, contiguous, oracle_dense(blocks, "Q6_K", (n, k)), route)
+        assert_close(y, contiguous, dense, f"{type_name} M={m} {route}", magnitude)
 
 
 def test_stacked_weights_broadcast(rng):
     e, n, k = 3, 24, 256
     blocks = random_blocks(rng, "Q4_0", e * n, k)
     w = qmetal.GGMLWeight(blocks, "Q4_0", (e, n, k))
-    dense = oracle_dense(blocks, "Q4_0", (e, n, k))
+    dense, magnitude = oracle_dense(blocks, "Q4_0", (e, n, k)), term_magnitudes(blocks, "Q4_0", (e, n, k))
     for x_shape in [(e, 4, k), (2, 1, 40, k)]:
         x = rng.standard_normal(x_shape).astype(np.float32)
-        assert_close(qmetal.matmul(x, w), x, dense, str(x_shape))
+        assert_close(qmetal.matmul(x, w), x, dense, str(x_shape), magnitude)
 
 
 def reference_gather(x, dense, ids):
@@ -193,9 +254,11 @@ def test_weights_share_one_mapped_buffer(rng):
     wb = qmetal.GGMLWeight(data, "Q4_0", (16, 128), offset=1024)
     assert not wa.copied and np.shares_memory(wa.data, data)
     x = rng.standard_normal((3, 128)).astype(np.float32)
-    assert_close(qmetal.matmul(x, wb), x, oracle_dense(b, "Q4_0", (16, 128)))
+    assert_close(qmetal.matmul(x, wb), x, oracle_dense(b, "Q4_0", (16, 128)), "Q4_0",
+                 term_magnitudes(b, "Q4_0", (16, 128)))
     x = rng.standard_normal((3, 64)).astype(np.float32)
-    assert_close(qmetal.matmul(x, wa), x, oracle_dense(a, "Q8_0", (8, 64)))
+    assert_close(qmetal.matmul(x, wa), x, oracle_dense(a, "Q8_0", (8, 64)), "Q8_0",
+                 term_magnitudes(a, "Q8_0", (8, 64)))
 
 
 @pytest.mark.parametrize("call, error, message", [
@@ -233,7 +296,8 @@ def test_bad_out_is_left_untouched(rng):
         qmetal.matmul(np.zeros((3, 60), np.float32), w, out=out)
     assert (out == 5.0).all()
     qmetal.matmul(np.ones((3, 64), np.float32), w, out=out)
-    assert_close(out, np.ones((3, 64), np.float32), oracle_dense(blocks, "Q8_0", (8, 64)))
+    assert_close(out, np.ones((3, 64), np.float32), oracle_dense(blocks, "Q8_0", (8, 64)), "out",
+                 term_magnitudes(blocks, "Q8_0", (8, 64)))
 
 
 def test_bench_runs_ggml_formats():
@@ -246,7 +310,7 @@ def test_bench_runs_ggml_formats():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "GGML Q8_0" in result.stdout and "all results checked" in result.stdout
     kernels = {line.split()[4] for line in result.stdout.splitlines() if line.startswith("40x128")}
-    assert kernels == {"mul_mv", "mul_mv_ext", "mul_mm"}
+    assert kernels == {"mul_mv", "mul_mv_ext_r3", "mul_mm"}
 
 
 def test_gguf_file_tensors_without_copies(rng, tmp_path):
@@ -282,7 +346,7 @@ def test_gguf_file_tensors_without_copies(rng, tmp_path):
         np.testing.assert_array_equal(qmetal.dequantize(w), dense.astype(np.float32))
         x = rng.standard_normal((3, shape[-1])).astype(np.float32)
         if len(shape) == 2:
-            assert_close(qmetal.matmul(x, w), x, dense, name)
+            assert_close(qmetal.matmul(x, w), x, dense, name, term_magnitudes(stored[name], type_name, shape))
         else:
             ids = rng.integers(0, shape[0], (3, 2))
             y = qmetal.gather_matmul(x[:, None, None], w, rhs_indices=ids)

@@ -66,15 +66,17 @@ def test_ggml_outputs_stay_inside_out(rng, route, M, N):
     np.testing.assert_allclose(out, ref.ggml_matmul(x, blocks, "Q4_K", (N, K)), rtol=1e-4, atol=1e-3)
 
 
-def affine_kernel(M, transpose=True, K=128):
-    q = qmetal.quantize(np.ones((64, K) if transpose else (K, 64), np.float32), 4, 64)
+def affine_kernel(M, transpose=True, K=128, N=64):
+    q = qmetal.quantize(np.ones((N, K) if transpose else (K, N), np.float32), 4, 64)
     x = qmetal.asbuffer(np.ones((M, K), np.float32))
-    y = qmetal.empty((M, 64), "float32")
+    y = qmetal.empty((M, N), "float32")
     return _core.plan_affine_matmul(qmetal.default_device(), x, q._native, transpose, y, "automatic")[0].kernel
 
 
 def test_affine_routing_at_the_threshold():
-    assert affine_kernel(1).startswith("affine_qmv_float32")
+    # qmv_fast takes whole threadgroups of rows at any K; a ragged N falls back to qmv.
+    assert affine_kernel(1).startswith("affine_qmv_fast_float32")
+    assert affine_kernel(1, N=60).startswith("affine_qmv_float32")
     assert affine_kernel(MATMAT_ROWS - 1).startswith("affine_qmv_wide_")
     assert affine_kernel(MATMAT_ROWS).startswith("affine_qmm_t_")
     assert affine_kernel(MATMAT_ROWS - 1, transpose=False).startswith("affine_qvm_")

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "planning.h"
+#include "tensor_routes.h"
 #include "qmetal/error.h"
 #include "qmetal_args.h"
 
@@ -30,9 +31,12 @@ constexpr uint32_t kQvmColumnsPerThreadgroup = 32 * 8;
 constexpr uint32_t kTile = 32;
 constexpr uint32_t kTileThreads = 128;
 constexpr uint32_t kQuantizeThreads = 128;
-// Split-K: threadgroups that keep a GPU's cores busy (a few per core on the
-// largest Apple GPUs), and the least K a partition should get.
+// Split-K: threadgroups that keep a GPU's cores busy when its core count is
+// unknown (a few per core on the largest Apple GPUs), per core when it is
+// known (MLX targets 512 on any GPU, about 6 per core of an Ultra), and the
+// least K a partition should get.
 constexpr uint64_t kTargetThreadgroups = 128;
+constexpr uint64_t kThreadgroupsPerCore = 6;
 constexpr uint32_t kMinKPerPartition = 256;
 constexpr uint32_t kSumThreads = 256;
 constexpr uint32_t kPack = 8;
@@ -122,11 +126,11 @@ Shape QuantizedWeight::shape() const {
 AffineRoute affine_route_from_name(std::string_view name) {
   for (AffineRoute r : {AffineRoute::automatic, AffineRoute::qmv, AffineRoute::qmv_fast, AffineRoute::qmv_wide,
                         AffineRoute::qvm, AffineRoute::qvm_split_k, AffineRoute::qmm, AffineRoute::qmm_split_k,
-                        AffineRoute::qmm_sorted}) {
+                        AffineRoute::qmm_sorted, AffineRoute::qmm_tensor}) {
     if (affine_route_name(r) == name) return r;
   }
   value_error("route: expected one of automatic, qmv, qmv_fast, qmv_wide, qvm, qvm_split_k, qmm, qmm_split_k, "
-              "qmm_sorted, got '",
+              "qmm_sorted, qmm_tensor, got '",
               std::string(name), "'");
 }
 
@@ -141,6 +145,7 @@ std::string_view affine_route_name(AffineRoute route) {
     case AffineRoute::qmm: return "qmm";
     case AffineRoute::qmm_split_k: return "qmm_split_k";
     case AffineRoute::qmm_sorted: return "qmm_sorted";
+    case AffineRoute::qmm_tensor: return "qmm_tensor";
   }
   return "automatic";
 }
@@ -170,9 +175,14 @@ uint32_t affine_matmat_threshold(const Device& device) {
   return kDefault;
 }
 
-uint32_t affine_k_partitions(uint64_t tiles, uint32_t K) {
-  if (tiles >= kTargetThreadgroups) return 1;
-  const uint64_t wanted = (kTargetThreadgroups + tiles - 1) / tiles;
+uint64_t affine_target_threadgroups(const Device& device) {
+  const uint32_t cores = device.capabilities().gpu_cores;
+  return cores ? cores * kThreadgroupsPerCore : kTargetThreadgroups;
+}
+
+uint32_t affine_k_partitions(uint64_t tiles, uint32_t K, uint64_t target_threadgroups) {
+  if (tiles >= target_threadgroups) return 1;
+  const uint64_t wanted = (target_threadgroups + tiles - 1) / tiles;
   return static_cast<uint32_t>(std::max<uint64_t>(1, std::min<uint64_t>(wanted, K / kMinKPerPartition)));
 }
 
@@ -240,15 +250,18 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
 
   const int bits = w.kernel_bits();
   const uint32_t threshold = affine_matmat_threshold(device);
+  const uint64_t target = affine_target_threadgroups(device);
   // qmv_fast: whole threadgroups of rows (no row checks); any K, as qmv.
   const bool fast_ok = transpose && N % kQmvRowsPerThreadgroup == 0;
   const uint64_t tiles = uint64_t(ceil_div(N, kTile)) * ceil_div(M, kTile) * batch;
   if (route == AffineRoute::automatic) {
-    if (M >= threshold) {
-      route = affine_k_partitions(tiles, K) > 1 ? AffineRoute::qmm_split_k : AffineRoute::qmm;
+    if (M >= threshold && transpose && tensor_routes::preferred(device, w.dtype())) {
+      route = AffineRoute::qmm_tensor;
+    } else if (M >= threshold) {
+      route = affine_k_partitions(tiles, K, target) > 1 ? AffineRoute::qmm_split_k : AffineRoute::qmm;
     } else if (!transpose) {
       const uint64_t threadgroups = uint64_t(ceil_div(N, kQvmColumnsPerThreadgroup)) * M * batch;
-      route = affine_k_partitions(threadgroups, K) > 1 ? AffineRoute::qvm_split_k : AffineRoute::qvm;
+      route = affine_k_partitions(threadgroups, K, target) > 1 ? AffineRoute::qvm_split_k : AffineRoute::qvm;
     } else if (M == 1) {
       route = fast_ok ? AffineRoute::qmv_fast : AffineRoute::qmv;
     } else {
@@ -265,6 +278,10 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
   }
   if (route == AffineRoute::qmv_fast && !fast_ok) {
     value_error("route: 'qmv_fast' needs transpose=True and N % ", kQmvRowsPerThreadgroup, " == 0, got N = ", N);
+  }
+  if (route == AffineRoute::qmm_tensor) {
+    if (!transpose) value_error("route: 'qmm_tensor' needs transpose=True (use 'qmm')");
+    tensor_routes::check_forced(device, "qmm_tensor");
   }
   // An empty reduction (K == 0, possible with transpose=False) has no kernel
   // to run: the result is zeros, which the ops write.
@@ -299,6 +316,10 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
       plan.grid = {ceil_div(N, kTile), ceil_div(M, kTile), z};
       plan.threadgroup = {kTileThreads, 1, 1};
       break;
+    case AffineRoute::qmm_tensor:
+      plan.kernel = affine_kernel_name("qmm_t_tensor", dtype, w.group_size, bits);
+      tensor_routes::set_geometry(plan, M, N, z);
+      break;
   }
   if (route == AffineRoute::qmm_split_k || route == AffineRoute::qvm_split_k) {
     const bool tiled = route == AffineRoute::qmm_split_k;
@@ -306,7 +327,7 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
     // At least two partitions when forced, so the path is exercised; whole
     // tiles (tiled) or whole simdgroup strides of K per partition.
     const uint32_t step = tiled ? kTile : kQvmThreads / 32;
-    const uint32_t partitions = std::max<uint32_t>(2, std::min<uint32_t>(affine_k_partitions(threadgroups, K),
+    const uint32_t partitions = std::max<uint32_t>(2, std::min<uint32_t>(affine_k_partitions(threadgroups, K, target),
                                                                          ceil_div(K, step)));
     const uint32_t per_partition = ceil_div(ceil_div(K, partitions), step) * step;
     qmetal_args::AffineMatmulArgs split_args = args;
@@ -357,21 +378,30 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
   args.M = checked_u32(xs[xs.size() - 2], "M");
   args.k_partitions = 1;
   args.k_per_partition = args.K;
+  args.x_matrices = checked_u32(shape_size(Shape(xs.begin(), xs.end() - 2)), "the matrices of x");
+  args.w_matrices = checked_u32(shape_size(Shape(ws.begin(), ws.end() - 2)), "the experts");
   const uint32_t matrices = checked_u32(lhs->size(), "the number of output matrices");
-  if (args.K == 0 || args.M == 0 || args.N == 0 || matrices == 0) return {};  // K == 0: the ops write zeros
   if (route == AffineRoute::automatic) {
     route = rows ? AffineRoute::qmm_sorted
-            : args.M >= affine_matmat_threshold(device) ? AffineRoute::qmm
+            : args.M >= affine_matmat_threshold(device)
+                ? (transpose && tensor_routes::preferred(device, w.dtype()) ? AffineRoute::qmm_tensor : AffineRoute::qmm)
             : transpose ? AffineRoute::qmv : AffineRoute::qvm;
+  }
+  if (route == AffineRoute::qmm_tensor) {
+    if (!transpose) value_error("route: 'qmm_tensor' needs transpose=True (use 'qmm')");
+    tensor_routes::check_forced(device, "qmm_tensor");
   }
   if (route == AffineRoute::qmm_sorted) {
     if (!transpose || args.M != 1 || !rows) {
       value_error("route: 'qmm_sorted' needs transpose=True and one row per matrix (x [..., 1, K])");
     }
-  } else if (route != AffineRoute::qmm && route != (transpose ? AffineRoute::qmv : AffineRoute::qvm)) {
-    value_error("route: gather_matmul has routes '", transpose ? "qmv" : "qvm", "', 'qmm' and 'qmm_sorted', got '",
-                affine_route_name(route), "'");
+  } else if (route != AffineRoute::qmm && route != AffineRoute::qmm_tensor &&
+             route != (transpose ? AffineRoute::qmv : AffineRoute::qvm)) {
+    value_error("route: gather_matmul has routes '", transpose ? "qmv" : "qvm",
+                "', 'qmm', 'qmm_tensor' and 'qmm_sorted', got '", affine_route_name(route), "'");
   }
+  // Routes are checked first, so that a wrong one is an error whatever the shape.
+  if (args.K == 0 || args.M == 0 || args.N == 0 || matrices == 0) return {};  // K == 0: the ops write zeros
   if (route == AffineRoute::qmm_sorted) args.M = matrices;  // the sorted rows form one matrix
   DispatchPlan plan = matmul_plan(args, x, w, y);
   plan.bind(qmetal_args::kAffineLhs, lhs, Access::read);
@@ -382,6 +412,9 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
     plan.kernel = affine_kernel_name("gather_qmm_sorted", dtype, w.group_size, w.kernel_bits());
     plan.grid = {ceil_div(args.N, kTile), ceil_div(matrices, kTile), 1};
     plan.threadgroup = {kTileThreads, 1, 1};
+  } else if (route == AffineRoute::qmm_tensor) {
+    plan.kernel = affine_kernel_name("gather_qmm_t_tensor", dtype, w.group_size, w.kernel_bits());
+    tensor_routes::set_geometry(plan, args.M, args.N, matrices);
   } else if (route == AffineRoute::qmm) {
     plan.kernel =
         affine_kernel_name(transpose ? "gather_qmm_t" : "gather_qmm_n", dtype, w.group_size, w.kernel_bits());
@@ -398,6 +431,26 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
   }
   plan.validate(device.capabilities());
   return {std::move(plan)};
+}
+
+DispatchPlan plan_gather_check(const Device& device, const BufferPtr& lhs, const BufferPtr& rhs, const BufferPtr& y,
+                               const BufferPtr& flags, uint32_t lhs_count, uint32_t rhs_count) {
+  constexpr uint32_t kCheckThreads = 64;
+  const int64_t matrices = lhs->size();
+  qmetal_args::GatherCheckArgs args{checked_u32(matrices, "the number of output matrices"),
+                                    checked_u32(matrices == 0 ? 0 : y->size() / matrices, "an output matrix's size"),
+                                    lhs_count, rhs_count};
+  DispatchPlan plan;
+  plan.kernel = "gather_check_" + std::string(dtype_name(y->dtype()));
+  plan.set_args(args);
+  plan.bind(qmetal_args::kGatherCheckLhs, lhs, Access::read);
+  plan.bind(qmetal_args::kGatherCheckRhs, rhs, Access::read);
+  plan.bind(qmetal_args::kGatherCheckY, y, Access::write);
+  plan.bind(qmetal_args::kGatherCheckFlags, flags, Access::write);
+  plan.grid = {std::max<uint32_t>(1, ceil_div(matrices, kCheckThreads)), 1, 1};
+  plan.threadgroup = {kCheckThreads, 1, 1};
+  plan.validate(device.capabilities());
+  return plan;
 }
 
 namespace detail {

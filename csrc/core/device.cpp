@@ -12,6 +12,18 @@
 
 namespace qmetal {
 
+uint32_t estimated_apple_gpu_cores(std::string_view architecture) {
+  if (architecture.rfind("applegpu_", 0) != 0 || architecture.empty()) return 0;
+  switch (architecture.back()) {
+    case 'p': return 5;   // iPhone / iPad: 4-6 cores
+    case 'g': return 10;  // M1-M4: 7-10
+    case 's': return 18;  // Pro: 14-20
+    case 'c': return 36;  // Max: 24-40
+    case 'd': return 72;  // Ultra: 48-80
+    default: return 0;
+  }
+}
+
 std::string_view backend_name(Backend backend) {
   return backend == Backend::metal ? "metal" : backend == Backend::cuda ? "cuda" : "sim";
 }
@@ -42,15 +54,17 @@ uint64_t physical_memory() {
 
 // The simulator models an Apple7+ GPU (simdgroup matrices, bfloat) with the
 // limits Metal guarantees on every such device.
-DevicePtr make_sim_device() {
+DevicePtr make_sim_device(bool tensor_ops) {
   DeviceCapabilities caps;
+  caps.tensor_ops = tensor_ops;
   caps.max_buffer_length = size_t(1) << 40;
   // 16 bytes: the widest vector load a kernel makes (float4 / uint4).
   caps.wrap_alignment = 16;
   caps.recommended_working_set = physical_memory();
   const unsigned threads = std::thread::hardware_concurrency();
   std::string name = "qmetal simulator (" + std::string(host_architecture()) + ", " +
-                     std::to_string(threads == 0 ? 1 : threads) + " threads)";
+                     std::to_string(threads == 0 ? 1 : threads) + " threads" +
+                     (tensor_ops ? ", Metal 4 tensor operations" : "") + ")";
   return std::make_shared<Device>(Backend::sim, std::move(name),
                                   std::string("sim-") + host_architecture(), caps);
 }
@@ -106,7 +120,10 @@ DevicePtr get_device(Backend backend) {
   Registry& r = registry();
   if (backend == Backend::sim) {
     std::lock_guard<std::mutex> lock(r.mutex);
-    if (!r.sim_device) r.sim_device = make_sim_device();
+    if (!r.sim_device) {
+      const char* tensor_ops = std::getenv("QMETAL_SIM_TENSOR_OPS");
+      r.sim_device = make_sim_device(tensor_ops != nullptr && std::string(tensor_ops) == "1");
+    }
     return r.sim_device;
   }
   if (!backend_available(backend)) {
@@ -136,6 +153,8 @@ std::string backend_status(Backend backend) {
   const std::string details = device->details();
   return "available: " + device->name() + (details.empty() ? "" : " (" + details + ")");
 }
+
+DevicePtr make_simulator_device(bool tensor_ops) { return make_sim_device(tensor_ops); }
 
 DevicePtr default_device() {
   if (const char* env = std::getenv("QMETAL_BACKEND"); env != nullptr && *env != '\0') {

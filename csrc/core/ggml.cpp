@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "planning.h"
+#include "tensor_routes.h"
 #include "qmetal/error.h"
 #include "qmetal_args.h"
 
@@ -18,7 +19,11 @@ namespace {
 // Geometry of the kernels (shaders/ggml.h).
 constexpr uint32_t kMvSimdgroups = 2;
 constexpr uint32_t kMvThreads = 32 * kMvSimdgroups;
-constexpr uint32_t kMvExtRows = 4;
+// mul_mv_ext holds up to this many x rows per threadgroup (llama.cpp's
+// r1ptg is 2..5 too): each row adds kPart floats of pre-scaled activations
+// and `mv_rows` accumulators per lane, so more would cut occupancy (audit F6).
+constexpr uint32_t kMvExtMinRows = 2;
+constexpr uint32_t kMvExtMaxRows = 5;
 constexpr uint32_t kMmRowsW = 64;
 constexpr uint32_t kMmRowsX = 32;
 constexpr uint32_t kMmThreads = 128;
@@ -27,6 +32,14 @@ constexpr uint32_t kMvMaxBatch = 8;      // mul_mv_ext up to here, as llama.cpp
 constexpr uint32_t kChunk = 16;
 constexpr uint32_t kDequantizeThreads = 128;
 constexpr uint32_t kMmK = 32;
+
+// x rows per mul_mv_ext threadgroup for M rows: the fewest passes over the
+// weights (each pass reads all of w), then rows spread evenly over them, so
+// M = 5 reads w once and M = 6 reads it twice with 3 rows each, not 5 + 1.
+uint32_t mv_ext_rows(uint32_t M) {
+  const uint32_t passes = ceil_div(M, kMvExtMaxRows);
+  return std::max(kMvExtMinRows, ceil_div(M, passes));
+}
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -93,10 +106,11 @@ GGMLWeight GGMLWeight::from_buffer(BufferPtr data, std::string_view type_name, S
 
 GGMLRoute ggml_route_from_name(std::string_view name) {
   for (GGMLRoute r : {GGMLRoute::automatic, GGMLRoute::mv, GGMLRoute::mv_ext, GGMLRoute::mm, GGMLRoute::mv_id,
-                      GGMLRoute::mm_id}) {
+                      GGMLRoute::mm_id, GGMLRoute::mm_tensor, GGMLRoute::mm_id_tensor}) {
     if (ggml_route_name(r) == name) return r;
   }
-  value_error("route: expected one of automatic, mv, mv_ext, mm, mv_id, mm_id, got '", std::string(name), "'");
+  value_error("route: expected one of automatic, mv, mv_ext, mm, mv_id, mm_id, mm_tensor, mm_id_tensor, got '",
+              std::string(name), "'");
 }
 
 std::string_view ggml_route_name(GGMLRoute route) {
@@ -107,6 +121,8 @@ std::string_view ggml_route_name(GGMLRoute route) {
     case GGMLRoute::mm: return "mm";
     case GGMLRoute::mv_id: return "mv_id";
     case GGMLRoute::mm_id: return "mm_id";
+    case GGMLRoute::mm_tensor: return "mm_tensor";
+    case GGMLRoute::mm_id_tensor: return "mm_id_tensor";
   }
   return "automatic";
 }
@@ -124,11 +140,13 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
   qmetal_args::GGMLMatmulArgs args{};
   args.N = N;
   args.K = K;
-  args.x_head_dim = head_dim;
+  // With one row, head-major [heads, 1, head_dim] is row-major: the kernels
+  // then address x without dividing by head_dim at all (audit F9).
+  args.x_head_dim = M == 1 ? 0 : head_dim;
   args.expert_rows = N;
   const bool row_list = rows != nullptr;
   args.M = row_list ? rows->count : M;
-  args.x_rows = head_dim ? M : 0;
+  args.x_rows = args.x_head_dim ? M : 0;
   if (args.M == 0 || N == 0) return {};
   if (route == GGMLRoute::automatic) {
     if (row_list) {
@@ -138,14 +156,23 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
               : args.M <= kMvMaxBatch || K < kMmMinK ? GGMLRoute::mv_ext
               : GGMLRoute::mm;
     }
+    if (tensor_routes::preferred(device, x->dtype())) {
+      if (route == GGMLRoute::mm) route = GGMLRoute::mm_tensor;
+      if (route == GGMLRoute::mm_id) route = GGMLRoute::mm_id_tensor;
+    }
   }
-  const bool wants_rows = route == GGMLRoute::mv_id || route == GGMLRoute::mm_id;
+  if (route == GGMLRoute::mm_tensor || route == GGMLRoute::mm_id_tensor) {
+    tensor_routes::check_forced(device, route == GGMLRoute::mm_tensor ? "mm_tensor" : "mm_id_tensor");
+  }
+  const bool wants_rows = route == GGMLRoute::mv_id || route == GGMLRoute::mm_id || route == GGMLRoute::mm_id_tensor;
   if (wants_rows != row_list) {
     value_error("route: '", ggml_route_name(route),
                 wants_rows ? "' runs row lists (gather_matmul, stacked weights); one weight matrix takes mv, mv_ext or mm"
                            : "' runs one weight matrix; gather_matmul and stacked weights take mv_id or mm_id");
   }
-  if (route == GGMLRoute::mm_id && !rows->rows) value_error("route: 'mm_id' needs the rows sorted by expert");
+  if ((route == GGMLRoute::mm_id || route == GGMLRoute::mm_id_tensor) && !rows->rows) {
+    value_error("route: '", ggml_route_name(route), "' needs the rows sorted by expert");
+  }
 
   DispatchPlan plan;
   plan.set_args(args);
@@ -155,7 +182,9 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
   if (row_list) {
     plan.bind(qmetal_args::kGGMLLhs, rows->lhs, Access::read);
     plan.bind(qmetal_args::kGGMLRhs, rows->rhs, Access::read);
-    if (route == GGMLRoute::mm_id) plan.bind(qmetal_args::kGGMLRows, rows->rows, Access::read);
+    if (route == GGMLRoute::mm_id || route == GGMLRoute::mm_id_tensor) {
+      plan.bind(qmetal_args::kGGMLRows, rows->rows, Access::read);
+    }
   }
   const uint32_t mv_rows_per_group = kMvSimdgroups * w.type->mv_rows;
   switch (route) {
@@ -165,7 +194,7 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
       plan.threadgroup = {kMvThreads, 1, 1};
       break;
     case GGMLRoute::mv_ext:
-      plan.grid = {ceil_div(N, mv_rows_per_group), ceil_div(args.M, kMvExtRows), 1};
+      plan.grid = {ceil_div(N, mv_rows_per_group), ceil_div(args.M, mv_ext_rows(args.M)), 1};
       plan.threadgroup = {kMvThreads, 1, 1};
       break;
     case GGMLRoute::mm:
@@ -174,8 +203,13 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
       plan.grid = {ceil_div(N, kMmRowsW), ceil_div(args.M, kMmRowsX), 1};
       plan.threadgroup = {kMmThreads, 1, 1};
       break;
+    case GGMLRoute::mm_tensor:
+    case GGMLRoute::mm_id_tensor:
+      tensor_routes::set_geometry(plan, args.M, N, 1);
+      break;
   }
-  const std::string kernel = "mul_" + std::string(ggml_route_name(route));
+  std::string kernel = "mul_" + std::string(ggml_route_name(route));
+  if (route == GGMLRoute::mv_ext) kernel += "_r" + std::to_string(mv_ext_rows(args.M));
   plan.kernel = ggml_kernel_name(kernel, *w.type, x->dtype(), y->dtype());
   plan.validate(device.capabilities());
   return {std::move(plan)};

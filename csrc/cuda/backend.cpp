@@ -365,6 +365,7 @@ DevicePtr create_device() {
   caps.simdgroup_matrix = true;
   caps.bfloat = true;
   caps.tensor_ops = false;
+  caps.gpu_cores = static_cast<uint32_t>(props.multiProcessorCount);
   return std::make_shared<CudaDevice>(ordinal, props, caps);
 }
 

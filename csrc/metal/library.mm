@@ -28,6 +28,7 @@ namespace qmetal::metal {
 namespace {
 
 constexpr const char* kMetallibName = "qmetal.metallib";
+constexpr const char* kTensorMetallibName = "qmetal_tensor.metallib";
 
 std::string describe(NSError* error) {
   const char* text = error != nil ? error.localizedDescription.UTF8String : nullptr;
@@ -52,6 +53,15 @@ std::string metallib_path() {
     if (slash != std::string::npos) return binary.substr(0, slash + 1) + kMetallibName;
   }
   return absolute(kMetallibName);
+}
+
+std::string tensor_metallib_path() {
+  if (const char* path = std::getenv("QMETAL_TENSOR_METALLIB"); path != nullptr && *path != '\0') {
+    return absolute(path);
+  }
+  const std::string main = metallib_path();
+  const size_t slash = main.rfind('/');
+  return (slash == std::string::npos ? std::string() : main.substr(0, slash + 1)) + kTensorMetallibName;
 }
 
 id<MTLLibrary> load_library(id<MTLDevice> device, const std::string& path, std::string& problem) {
@@ -87,6 +97,10 @@ id<MTLComputePipelineState> MetalDevice::pipeline(const std::string& kernel, uin
   if (state == nil) {
     NSString* name = [NSString stringWithUTF8String:kernel.c_str()];
     id<MTLFunction> function = name != nil ? [library_ newFunctionWithName:name] : nil;
+    // The tensor-op kernels live in their own library (MSL 4.0).
+    if (function == nil && name != nil && tensor_ops_.library != nil) {
+      function = [tensor_ops_.library newFunctionWithName:name];
+    }
     if (function == nil) {
       runtime_error("Metal: the kernel library ", library_path_, " has no kernel '", kernel,
                     "': it does not match this qmetal build (reinstall qmetal)");

@@ -38,11 +38,25 @@ void with_autorelease_pool(Body&& body) {
 // the file is missing, unreadable or from another build.
 id<MTLLibrary> load_library(id<MTLDevice> device, const std::string& path, std::string& problem);
 
+// qmetal_tensor.metallib (the Metal 4 tensor-op kernels, shaders/metal4/),
+// next to qmetal.metallib or QMETAL_TENSOR_METALLIB; built only with an SDK
+// that has Metal 4.
+std::string tensor_metallib_path();
+
+// What the device found about Metal 4 tensor operations, once at creation:
+// the library of the tensor-op kernels when qmetal routes to them (nil
+// otherwise), and for people the reason either way.
+struct TensorOps {
+  id<MTLLibrary> library = nil;
+  std::string status;
+};
+
 class MetalDevice : public Device {
  public:
   // `library` was loaded and checked from `library_path` by load_library.
   MetalDevice(id<MTLDevice> device, id<MTLLibrary> library, std::string library_path, std::string name,
-              std::string architecture, std::string families, DeviceCapabilities capabilities);
+              std::string architecture, std::string families, DeviceCapabilities capabilities,
+              TensorOps tensor_ops = {});
   ~MetalDevice() override;
 
   id<MTLDevice> device() const { return device_; }
@@ -63,6 +77,7 @@ class MetalDevice : public Device {
   id<MTLLibrary> library_;
   std::string library_path_;
   std::string families_;
+  TensorOps tensor_ops_;
   std::mutex mutex_;
   std::map<std::string, id<MTLComputePipelineState>> pipelines_;
 };

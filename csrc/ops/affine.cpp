@@ -72,9 +72,17 @@ BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const Q
   const int64_t N = transpose ? ws[ws.size() - 2] : ws.back();
   if (xs.back() != K) value_error("x: expected last dimension ", K, " (K of the experts), got shape ", shape_str(xs));
   const Shape x_batch(xs.begin(), xs.end() - 2), w_batch(ws.begin(), ws.end() - 2);
-  const Indices lhs = indices_from(lhs_indices, x_batch, shape_size(x_batch), "lhs_indices");
-  const Indices rhs = indices_from(rhs_indices, w_batch, shape_size(w_batch), "rhs_indices");
-  const Shape batch = broadcast_shapes(lhs.shape, rhs.shape, "lhs_indices", "rhs_indices");
+  // On a stream the indices may come from an earlier op still queued: the
+  // kernels read them and gather_check reports bad ones at synchronize().
+  // Without one they are read, checked and sorted here, before any work.
+  const bool indices_on_device = stream != nullptr;
+  Indices lhs, rhs;
+  if (!indices_on_device) {
+    lhs = indices_from(lhs_indices, x_batch, shape_size(x_batch), "lhs_indices");
+    rhs = indices_from(rhs_indices, w_batch, shape_size(w_batch), "rhs_indices");
+  }
+  const Shape batch = broadcast_shapes(lhs_indices ? lhs_indices->shape() : x_batch,
+                                       rhs_indices ? rhs_indices->shape() : w_batch, "lhs_indices", "rhs_indices");
   Shape shape = batch;
   shape.push_back(xs[xs.size() - 2]);
   shape.push_back(N);
@@ -82,6 +90,31 @@ BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const Q
                                     {input_range("x", x), input_range("w's packed codes", w.packed),
                                      input_range("w's scales", w.scales), input_range("w's biases", w.biases),
                                      input_range("lhs_indices", lhs_indices), input_range("rhs_indices", rhs_indices)});
+  if (indices_on_device) {
+    if (route == AffineRoute::qmm_sorted) {
+      value_error("route: 'qmm_sorted' sorts the indices on the host, which a stream does not allow "
+                  "(call without a stream, or let the route be automatic)");
+    }
+    // sorted_indices only saves the host's sort, which a stream never does.
+    const int64_t x_count = shape_size(x_batch), w_count = shape_size(w_batch);
+    const BufferPtr lhs_list = device_indices(lhs_indices, x_batch, batch, x_count, "lhs_indices");
+    const BufferPtr rhs_list = device_indices(rhs_indices, w_batch, batch, w_count, "rhs_indices");
+    std::vector<DispatchPlan> plans = plan_affine_gather_matmul(device, x, w, lhs_list, rhs_list, transpose, y, route);
+    if (plans.empty()) std::memset(y->data(), 0, y->nbytes());  // K == 0: zeros, still checked below
+    if (y->size() == 0) return y;
+    auto flags = Buffer::allocate(DType::u32, {1});
+    *static_cast<uint32_t*>(flags->data()) = 0;
+    plans.push_back(plan_gather_check(device, lhs_list, rhs_list, y, flags, static_cast<uint32_t>(x_count),
+                                      static_cast<uint32_t>(w_count)));
+    run(device, plans, stream);
+    const std::string out_of_range = ": an index read on the device is out of range [0, ";
+    stream->add_check({flags,
+                       {{qmetal_args::kGatherBadLhs, detail::concat("lhs_indices", out_of_range, x_count,
+                                                                    ") (the batch matrices of x); their results are NaN")},
+                        {qmetal_args::kGatherBadRhs, detail::concat("rhs_indices", out_of_range, w_count,
+                                                                    ") (the experts of w); their results are NaN")}}});
+    return y;
+  }
   BufferPtr lhs_flat = broadcast_to(lhs, batch), rhs_flat = broadcast_to(rhs, batch);
   const int64_t matrices = lhs_flat->size();
   const auto* experts = static_cast<const uint32_t*>(rhs_flat->data());

@@ -79,6 +79,25 @@ inline BufferPtr broadcast_to(const Indices& a, const Shape& shape) {
   return out;
 }
 
+// Index lists an op on a stream hands to its kernels without reading them
+// (an earlier op on the stream may still be writing them): 32-bit integers
+// (int32 reads as a huge uint32 when negative, which the kernels' checks
+// catch), already of the broadcast shape. `count` bounds the values, for
+// the message. Absent lists are the identity, made here.
+inline BufferPtr device_indices(const BufferPtr& given, const Shape& batch, const Shape& shape, int64_t count,
+                                const char* what) {
+  if (!given) return broadcast_to(indices_from(nullptr, batch, count, what), shape);
+  if (given->dtype() != DType::u32 && given->dtype() != DType::i32) {
+    type_error(what, ": on a stream the kernels read the indices as they are: expected uint32 or int32, got ",
+               dtype_name(given->dtype()));
+  }
+  if (given->shape() != shape) {
+    value_error(what, ": on a stream the kernels read the indices as they are: expected the broadcast shape ",
+                shape_str(shape), ", got ", shape_str(given->shape()));
+  }
+  return given;
+}
+
 // Runs plans now, or queues them on `stream` (whose device must be `device`).
 inline void run(const Device& device, const std::vector<DispatchPlan>& plans, Stream* stream) {
   if (stream == nullptr) return execute(device, plans);

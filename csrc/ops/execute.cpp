@@ -75,13 +75,38 @@ void Stream::enqueue(const std::vector<DispatchPlan>& plans) {
     return;
   }
 #endif
+  if (device_->backend() == Backend::sim) {
+    pending_.insert(pending_.end(), plans.begin(), plans.end());
+    return;
+  }
   execute(*device_, plans);
 }
 
+void Stream::add_check(DeviceCheck check) {
+  if (!check.flags || check.flags->dtype() != DType::u32 || check.flags->size() != 1) {
+    value_error("a device check needs one uint32 of flags");
+  }
+  checks_.push_back(std::move(check));
+}
+
 void Stream::synchronize() {
+  // Checks are taken first: whatever fails below, none is reported twice.
+  std::vector<DeviceCheck> checks = std::move(checks_);
+  checks_.clear();
 #ifdef QMETAL_HAVE_METAL
   if (backend_) static_cast<metal::Stream*>(backend_.get())->synchronize();
 #endif
+  if (!pending_.empty()) {
+    std::vector<DispatchPlan> plans = std::move(pending_);
+    pending_.clear();
+    execute(*device_, plans);
+  }
+  for (const DeviceCheck& check : checks) {
+    const uint32_t flags = *static_cast<const uint32_t*>(check.flags->data());
+    for (const auto& [bit, message] : check.messages) {
+      if (flags & bit) value_error(message);
+    }
+  }
 }
 
 }  // namespace qmetal

@@ -48,7 +48,8 @@ void run_rows(const Device& device, const BufferPtr& x, const GGMLWeight& w, con
       rhs[z * M + m] = w_matrix[z];
     }
   }
-  if (route == GGMLRoute::mm_id || (route == GGMLRoute::automatic && ggml_gather_prefers_sorted(count, experts))) {
+  if (route == GGMLRoute::mm_id || route == GGMLRoute::mm_id_tensor ||
+      (route == GGMLRoute::automatic && ggml_gather_prefers_sorted(count, experts))) {
     rows.rows = sort_rows_by_expert(rows.lhs, rows.rhs, false);
   }
   run(device, plan_ggml_matmul(device, x, w, y, 0, 0, route, &rows), stream);

@@ -84,7 +84,8 @@ void bind_affine(nb::module_& m) {
       },
       "kernel"_a, "dtype"_a, "group_size"_a, "bits"_a);
   m.def("affine_matmat_threshold", &affine_matmat_threshold, "device"_a);
-  m.def("affine_k_partitions", &affine_k_partitions, "tiles"_a, "K"_a);
+  m.def("affine_k_partitions", &affine_k_partitions, "tiles"_a, "K"_a, "target_threadgroups"_a = 128);
+  m.def("affine_target_threadgroups", &affine_target_threadgroups, "device"_a);
   m.def("affine_gather_prefers_sorted", &affine_gather_prefers_sorted, "device"_a, "transpose"_a, "rows_per_matrix"_a,
         "matrices"_a, "experts"_a);
 }

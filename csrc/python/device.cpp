@@ -1,6 +1,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
 #include <nanobind/stl/vector.h>
 
 #include "qmetal/qmetal.h"
@@ -30,6 +31,7 @@ void bind_device(nb::module_& m) {
             out["simdgroup_matrix"] = c.simdgroup_matrix;
             out["bfloat"] = c.bfloat;
             out["tensor_ops"] = c.tensor_ops;
+            out["gpu_cores"] = c.gpu_cores;
             return out;
           },
           "Limits and features the planner routes on, as a dict.")
@@ -44,6 +46,10 @@ void bind_device(nb::module_& m) {
   m.def(
       "get_device", [](const std::string& backend) { return get_device(backend_from_name(backend)); }, "backend"_a,
       "The device of a backend by name ('sim', 'metal' or 'cuda').");
+  m.def("estimated_apple_gpu_cores", &estimated_apple_gpu_cores, "architecture"_a,
+        "The middle of the core counts of an Apple GPU class, from MTLDevice.architecture.name (0: unknown).");
+  m.def("sim_device", &make_simulator_device, "tensor_ops"_a,
+        "A simulator device of its own; tensor_ops=True makes it report Metal 4 tensor operations.");
   m.def(
       "backend_status", [](const std::string& backend) { return backend_status(backend_from_name(backend)); },
       "backend"_a, "One line: the device a backend uses, or why it is not used here.");

@@ -21,6 +21,7 @@ void bind_device(nb::module_& m);
 void bind_plan(nb::module_& m);
 void bind_sim(nb::module_& m);
 void bind_affine(nb::module_& m);
+void bind_dwq(nb::module_& m);
 void bind_ggml(nb::module_& m);
 void bind_cuda(nb::module_& m);
 }  // namespace qmetal
@@ -52,6 +53,7 @@ NB_MODULE(_core, m) {
   qmetal::bind_plan(m);
   qmetal::bind_sim(m);
   qmetal::bind_affine(m);
+  qmetal::bind_dwq(m);
   qmetal::bind_ggml(m);
   qmetal::bind_cuda(m);
 }

@@ -76,6 +76,9 @@ const abi::Runtime kRuntime{
     [](const void* address, size_t bytes, uint32_t is_write, const void* pc) {
       memory_access(address, bytes, is_write != 0, pc);
     },
+    // Thrown inside the fiber, as the other runtime calls do; the executor
+    // stops the launch with it.
+    [](const char* message, const abi::Site* site) { throw SimError(std::string(message) + " at " + site_str(*site)); },
 };
 
 std::string dims(const Dim3& d) {

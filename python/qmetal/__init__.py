@@ -14,6 +14,8 @@ from ._buffer import asbuffer, empty, zeros
 from ._core import Buffer, Device, DispatchPlan, available_backends, default_device, get_device
 from . import reference
 from ._affine import QuantizedWeight, Stream, dequantize, gather_matmul, matmul, quantize
+from . import dwq
+from .dwq import matmul_vjp
 from ._ggml import GGML_TYPE_NAMES, GGMLWeight
 from ._gguf import GGUFFile, load_gguf
 from ._mlx import MLXModel, SafetensorsFile, load_mlx, load_safetensors
@@ -36,6 +38,7 @@ __all__ = [
     "cmake_dir",
     "default_device",
     "dequantize",
+    "dwq",
     "empty",
     "gather_matmul",
     "get_device",
@@ -45,6 +48,7 @@ __all__ = [
     "load_mlx",
     "load_safetensors",
     "matmul",
+    "matmul_vjp",
     "quantize",
     "reference",
     "zeros",

@@ -51,7 +51,13 @@ class QuantizedWeight:
     ``packed`` uint32 ``[..., rows, cols * bits / 32]``, ``scales`` and
     ``biases`` ``[..., rows, cols / group_size]`` (float32, float16 or
     bfloat16). For ``matmul(x, w)`` rows are the outputs (N) and cols the
-    inputs (K); with ``transpose=False`` the other way round."""
+    inputs (K); with ``transpose=False`` the other way round.
+
+    Unpacked (``from_codes``, ``qmetal.dwq.init``): one ``uint8`` code per
+    value, ``codes [..., rows, cols]``. MLX's 8-bit packing puts code i of a
+    row in byte i, so these bytes are an 8-bit packed weight and every op
+    runs them on the 8-bit kernels, without a copy; ``bits`` stays the
+    codes' true width."""
 
     def __init__(self, native):
         self._native = native
@@ -68,6 +74,38 @@ class QuantizedWeight:
         bits, group_size = _format_argument(bits, "bits"), _format_argument(group_size, "group_size")
         buffers = [asbuffer(a, device=device) for a in (packed, scales, biases)]
         return cls(_core.QuantizedWeight.from_buffers(*buffers, bits, group_size))
+
+    @classmethod
+    def from_codes(cls, codes, scales, biases, bits=4, group_size=64, *, device=None):
+        """Wrap unpacked codes (``uint8 [..., rows, cols]``, each below
+        ``2**bits``, checked once here) and their scales and biases
+        (``[..., rows, cols / group_size]``), without copying where they are
+        aligned for the device. ``bits`` 1..8; ``group_size`` a power of two
+        from 2 to 1024 dividing cols (``matmul``, ``dequantize`` and
+        ``matmul_vjp`` take 32, 64 and 128, as MLX; ``qmetal.dwq.init`` and
+        ``grads`` any)."""
+        device = _device(device)
+        codes = np.asarray(codes)
+        if codes.dtype != np.uint8:
+            raise TypeError(f"codes: expected uint8 (one unpacked code per value), got {codes.dtype}")
+        scales, biases = float_array(scales, "scales"), float_array(biases, "biases")
+        bits, group_size = _format_argument(bits, "bits"), _format_argument(group_size, "group_size")
+        buffers = [asbuffer(a, device=device) for a in (codes, scales, biases)]
+        return cls(_core.quantized_weight_from_codes(*buffers, bits, group_size))
+
+    @property
+    def unpacked(self) -> bool:
+        """One uint8 code per value (``from_codes``), not MLX's bit stream."""
+        return _core.quantized_weight_unpacked(self._native)
+
+    @property
+    def codes(self) -> np.ndarray:
+        """The codes as ``uint8 [..., rows, cols]``: the array itself when
+        unpacked, else unpacked from the bit stream (a new array)."""
+        if self.unpacked:
+            return np.asarray(self._native.packed)
+        from .reference import unpack_bits
+        return unpack_bits(self.packed, self.bits).astype(np.uint8)
 
     @property
     def packed(self) -> np.ndarray:
@@ -104,7 +142,7 @@ class QuantizedWeight:
 
     def __repr__(self):
         return (f"QuantizedWeight(shape={self.shape}, bits={self.bits}, group_size={self.group_size}, "
-                f"dtype={self._native.dtype})")
+                f"dtype={self._native.dtype}{', unpacked' if self.unpacked else ''})")
 
     def _with_dtype(self, name, device):
         """The same codes with scales and biases in another float dtype (as
@@ -116,7 +154,7 @@ class QuantizedWeight:
             return self._native
         scales = asbuffer(self.scales.astype(numpy_dtype(name)), device=device)
         biases = asbuffer(self.biases.astype(numpy_dtype(name)), device=device)
-        return _core.QuantizedWeight.from_buffers(self._native.packed, scales, biases, self.bits, self.group_size)
+        return _core.quantized_weight_with_scales(self._native, scales, biases)
 
 
 def _device(device):
@@ -190,8 +228,10 @@ def matmul(x, w, transpose: bool = True, out=None, stream=None, *, device=None, 
     and dtype). With ``stream`` (a ``qmetal.Stream``) the work is queued and
     the result is ready after ``stream.synchronize()``. ``route`` forces a
     kernel for tests and benchmarks (affine: ``qmv``, ``qmv_fast``,
-    ``qmv_wide``, ``qvm``, ``qvm_split_k``, ``qmm``, ``qmm_split_k``; GGML:
-    ``mv``, ``mv_ext``, ``mm``, ``mv_id``, ``mm_id``).
+    ``qmv_wide``, ``qvm``, ``qvm_split_k``, ``qmm``, ``qmm_split_k``,
+    ``qmm_tensor``; GGML: ``mv``, ``mv_ext``, ``mm``, ``mv_id``, ``mm_id``,
+    ``mm_tensor``, ``mm_id_tensor``; the ``*_tensor`` routes run Metal 4
+    tensor operations, on the simulator or a GPU that reports them).
 
     For a ``GGMLWeight`` (always ``transpose=True``, as GGUF stores weights):
     the result is float32 unless ``dtype`` is the activations' dtype, and

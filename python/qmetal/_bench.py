@@ -9,6 +9,7 @@ package's headers) through the same MSL-to-CUDA translation."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -49,6 +50,12 @@ def add_arguments(parser):
                         help="default: QMETAL_BACKEND, else the best available")
     parser.add_argument("--no-peers", action="store_true", help="do not time mlx")
     parser.add_argument("--no-moe", action="store_true", help="skip the mixture-of-experts case")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="cuda: also time the same plans on the kernels of an earlier version's shaders/ folder "
+                             "(e.g. exported with `git archive <rev> shaders`), as a 'base' column")
+    parser.add_argument("--dwq", action="store_true",
+                        help="time the DWQ backward (qmetal.matmul_vjp) instead, next to mx.vjp (unpacked codes "
+                             "of --bits); --rows are training tokens (default 512,2048; 16,64 on the simulator)")
 
 
 def _time(fn, repeat):
@@ -71,6 +78,9 @@ def _mlx():
 
 def run(args) -> int:
     device = qmetal.get_device(args.backend) if args.backend else qmetal.default_device()
+    if args.dwq:
+        from ._bench_dwq import run_dwq
+        return run_dwq(args, device)
     if device.backend == "cuda":
         return run_cuda(args, device)
     if args.repeat is None:
@@ -190,6 +200,29 @@ def run(args) -> int:
 MLX_TYPES = {"float32": "float", "float16": "float16_t", "bfloat16": "bfloat16_t"}
 
 
+# Kernels the baseline is asked for (those it lacks run from this version).
+BASELINE_AFFINE_KERNELS = ("qmv", "qmv_fast", "qmv_wide", "qmm_t", "qmm_t_split", "gather_qmv", "gather_qmm_t",
+                           "gather_qmm_sorted")
+BASELINE_GGML_KERNELS = ("mul_mv", "mul_mv_ext", "mul_mm", "mul_mv_id", "mul_mm_id")
+
+
+def baseline_source(args) -> str:
+    """MSL instantiating, from an earlier version's headers, the kernels of
+    this bench's format with its own instantiation macros."""
+    metal_type = {"float32": "float", "float16": "half", "bfloat16": "bfloat"}[args.dtype]
+    if args.format == "affine":
+        lines = ['#include "affine.h"']
+        lines += [f"QMETAL_AFFINE_ONE({kernel}, {metal_type}, {args.dtype}, {args.group_size}, {args.bits})"
+                  for kernel in BASELINE_AFFINE_KERNELS]
+    else:
+        block = "block_" + args.format.replace("_k", "_K")
+        lines = ['#include "ggml.h"']
+        outputs = {("float", "float32"), (metal_type, args.dtype)}
+        lines += [f"QMETAL_GGML_ONE({kernel}, {block}, {args.format}, {metal_type}, {args.dtype}, {o}, {o_name})"
+                  for kernel in BASELINE_GGML_KERNELS for o, o_name in sorted(outputs)]
+    return "\n".join(lines) + "\n"
+
+
 def mlx_kernel_source(dtype: str, group_size: int, bits: int):
     """MSL instantiating MLX's affine_qmv_fast, affine_qmv, affine_qmm_t and
     affine_gather_qmv from the installed mlx package's headers (the includes
@@ -288,6 +321,15 @@ def run_cuda(args, device) -> int:
             mlx_module = core.CudaModule(cubin)
             print(f"mlx kernels: mlx {mx.__version__}'s headers, translated and compiled with nvcc in "
                   f"{time.perf_counter() - started:.0f} s")
+    base_module = None
+    if args.baseline:
+        started = time.perf_counter()
+        source = baseline_source(args)
+        cubin = _cuda.compile_cubin(source, "baseline.metal", include_dirs=[os.path.abspath(args.baseline)],
+                                    arch=props["arch"])
+        base_module = core.CudaModule(cubin)
+        print(f"baseline kernels: {args.baseline}, translated and compiled with nvcc in "
+              f"{time.perf_counter() - started:.0f} s (plans of this version; kernels it lacks run from this version)")
     if args.shapes:
         shapes = []
         for item in args.shapes.split(","):
@@ -299,6 +341,8 @@ def run_cuda(args, device) -> int:
     dtype = numpy_dtype(args.dtype)
     header = (f"{'layer':<13}{'M':>5}{'N':>7}{'K':>7}  {'kernel':<20}{'ms':>8}{'GB/s':>7}{'% copy':>7}"
               f"{'GFLOP/s':>9}")
+    if base_module:
+        header += f"  {'base ms':>8}{'% copy':>7}{'base/ours':>10}"
     if mlx_module:
         header += f"  {'mlx kernel':<11}{'mlx ms':>8}{'% copy':>7}{'mlx/ours':>9}"
     print(header)
@@ -372,6 +416,14 @@ def run_cuda(args, device) -> int:
         gbs = moved / seconds / 1e9
         line = (f"\r{name:<13}{m:>5}{n:>7}{k:>7}  {kernel:<20}{seconds * 1e3:>8.3f}{gbs:>7.0f}"
                 f"{100 * gbs / copy_gbs:>6.0f}%{flops / seconds / 1e9:>9.0f}")
+        if base_module:
+            y[...] = np.nan  # y is the output buffer's memory: the baseline's run must overwrite it
+            core.cuda_execute(device, plans, base_module)
+            base_error = (np.linalg.norm(np.asarray(y, np.float64) - expected) / np.linalg.norm(expected))
+            base = gpu_ms(plans, base_module) / 1e3
+            line += f"  {base * 1e3:>8.3f}{100 * moved / base / 1e9 / copy_gbs:>6.0f}%{base / seconds:>10.2f}"
+            if not base_error < 1e-2:
+                line += f"  BASE WRONG ({base_error:.1e})"
         if mlx_module and not ggml_type:
             kind = "gather_qmv" if moe else ("qmv_fast" if m <= 8 and n % 8 == 0 and k % 512 == 0
                                              else "qmv" if m <= 8 else "qmm_t")

@@ -54,7 +54,7 @@ class Probe:
     name: str           # e.g. "ours affine 4-bit"
     family: str         # what it is compared within, e.g. "affine 4-bit"
     owner: str          # "ours" or "mlx"
-    weight_bytes: int   # weight bytes one call consumes
+    weight_bytes: float  # weight bytes one call consumes (on average)
     weight_type: str    # the MSL element type of `w`
     body: str
 
@@ -64,7 +64,7 @@ class Cost:
     name: str
     family: str
     owner: str
-    weight_bytes: int
+    weight_bytes: float
     loads: dict = field(default_factory=dict)   # weight loads by bit width
     converts: int = 0
     shifts_constant: int = 0
@@ -120,8 +120,37 @@ def affine_probes() -> list[Probe]:
     return probes
 
 
+# GGML block types: (type, bytes per block, values per block, the MLX
+# width of about the same bits per weight, which it is compared with).
+GGML_TYPES = [
+    ("q4_0", 18, 32, 4), ("q4_1", 20, 32, 4), ("q5_0", 22, 32, 5), ("q5_1", 24, 32, 5), ("q8_0", 34, 32, 8),
+    ("q2_K", 84, 256, 2), ("q3_K", 110, 256, 3), ("q4_K", 144, 256, 4), ("q5_K", 176, 256, 5), ("q6_K", 210, 256, 6),
+]
+GGML_PART = 16  # values one ggml::dot call takes (ggml::kPart)
+
+
+def ggml_probes() -> list[Probe]:
+    """One lane's step of ggml_mul_mv for one row: ggml::dot<1> on one part
+    (16 values) of a block, with the activations as given (pre-scaled and
+    summed once per step for all rows). Weight bytes: the part's share of
+    its block, scale fields included. Part 1 of the block: a part with
+    nothing special about it (part 0 of some types starts a run)."""
+    probes = []
+    for name, block_bytes, values, mlx_bits in GGML_TYPES:
+        probes.append(Probe(
+            f"ours ggml {name}", f"affine {mlx_bits}-bit", "ours", block_bytes * GGML_PART / values,
+            f"ggml::block_{name}",
+            f"""  thread float yt[{GGML_PART}], sums[4], out[1];
+  for (int j = 0; j < {GGML_PART}; ++j) yt[j] = x[j];
+  for (int r = 0; r < 4; ++r) sums[r] = x[{GGML_PART} + r];
+  out[0] = 0.0f;
+  ggml::dot<1>(w[0], 1, yt, sums, out);
+  y[0] = out[0];"""))
+    return probes
+
+
 def all_probes() -> list[Probe]:
-    return affine_probes()
+    return affine_probes() + ggml_probes()
 
 
 def mlx_include() -> str | None:
@@ -136,7 +165,7 @@ def mlx_include() -> str | None:
 # The headers each owner's probes include: ours and MLX's kernels share
 # names (affine_qmv_fast, ...), so each owner's probes compile apart.
 HEADERS = {
-    "ours": ['"affine.h"'],
+    "ours": ['"affine.h"', '"ggml.h"'],
     "mlx": ['"mlx/backend/metal/kernels/utils.h"', '"mlx/backend/metal/kernels/steel/gemm/gemm.h"',
             '"mlx/backend/metal/kernels/quantized_utils.h"', '"mlx/backend/metal/kernels/quantized.h"'],
 }
@@ -279,7 +308,7 @@ def format_table(costs: list[Cost]) -> str:
         ratio = (f"{c.quarter_rate_per_byte / peer.quarter_rate_per_byte:.2f}x"
                  if peer is not None and c.owner != "mlx" and peer.quarter_rate_per_byte else "")
         loads = ", ".join(f"{n} x {w}" for w, n in sorted(c.loads.items(), key=lambda item: int(item[0][1:])))
-        lines.append(f"| {c.name} | {c.weight_bytes} | {loads or '-'} | {c.converts} | "
+        lines.append(f"| {c.name} | {c.weight_bytes:g} | {loads or '-'} | {c.converts} | "
                      f"{c.shifts_constant}/{c.shifts_variable} | {c.ops_64bit} | {c.instructions} | "
                      f"{c.quarter_rate_per_byte:.2f} | {ratio} |")
     return "\n".join(lines)

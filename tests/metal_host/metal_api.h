@@ -98,6 +98,10 @@ typedef NS_ENUM(NSInteger, MTLGPUFamily){
     MTLGPUFamilyApple8 = 1008,
     MTLGPUFamilyApple9 = 1009,
     MTLGPUFamilyMetal3 = 5001,
+    // macOS 26 SDK: Apple10 is M5 / A19 (the first GPUs with matrix units for
+    // Metal 4's tensor operations), Metal4 the Metal 4 feature set.
+    MTLGPUFamilyApple10 API_AVAILABLE(macos(26.0)) = 1010,
+    MTLGPUFamilyMetal4 API_AVAILABLE(macos(26.0)) = 5002,
 };
 
 typedef NS_OPTIONS(NSUInteger, MTLResourceOptions){

@@ -27,17 +27,32 @@ struct QuantizedWeight {
   int bits = 4;
   int group_size = 64;
 
+  // Unpacked (DWQ): `packed` holds one uint8 code per value, [..., rows,
+  // cols]. That is byte for byte MLX's 8-bit packing, so the 8-bit kernels
+  // run it (kernel_bits()); `bits` stays the true width (codes < 2^bits).
+  bool unpacked = false;
+
   // Checks dtypes and shapes against each other (TypeError / ValueError).
   static QuantizedWeight from_buffers(BufferPtr packed, BufferPtr scales, BufferPtr biases, int bits, int group_size);
+  // Wraps unpacked codes (uint8 [..., rows, cols], each < 2^bits, checked)
+  // without copying; bits 1..8, group_size a power of two in 2..1024
+  // dividing cols (the matmul kernels take 32, 64, 128). See qmetal/dwq.h.
+  static QuantizedWeight from_codes(BufferPtr codes, BufferPtr scales, BufferPtr biases, int bits, int group_size);
+  // The same codes with other scales and biases (same shape, any float dtype).
+  QuantizedWeight with_scales(BufferPtr scales, BufferPtr biases) const;
 
   DType dtype() const { return scales->dtype(); }
+  // The width the kernels decode: 8 for unpacked codes.
+  int kernel_bits() const { return unpacked ? 8 : bits; }
   // The dense weight's shape [..., rows, cols].
   Shape shape() const;
 };
 
 // Kernel routes; `automatic` lets the planner choose. Forcing one is for
 // tests and benchmarks (ValueError if the shape does not allow it).
-enum class AffineRoute { automatic, qmv, qmv_fast, qmv_wide, qvm, qvm_split_k, qmm, qmm_split_k, qmm_sorted };
+// qmm_tensor: Metal 4 tensor operations (M5-class GPUs), transpose=True;
+// taken automatically where the device runs them (tensor_routes.h).
+enum class AffineRoute { automatic, qmv, qmv_fast, qmv_wide, qvm, qvm_split_k, qmm, qmm_split_k, qmm_sorted, qmm_tensor };
 AffineRoute affine_route_from_name(std::string_view name);
 std::string_view affine_route_name(AffineRoute route);
 
@@ -50,7 +65,10 @@ uint32_t affine_matmat_threshold(const Device& device);
 
 // K partitions for a tiled matmul with `tiles` threadgroups: more than one
 // when the tiles alone cannot fill the GPU and K is long enough to share.
-uint32_t affine_k_partitions(uint64_t tiles, uint32_t K);
+uint32_t affine_k_partitions(uint64_t tiles, uint32_t K, uint64_t target_threadgroups = 128);
+// Threadgroups that keep the device's cores busy: a few per core where the
+// core count is known, else 128 (about that for the largest Apple GPUs).
+uint64_t affine_target_threadgroups(const Device& device);
 
 // Launch plans (the planner). Buffers are bound as given; `y` must have the
 // result's shape and dtype.
@@ -92,6 +110,13 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
                                                     const QuantizedWeight& w, const BufferPtr& lhs,
                                                     const BufferPtr& rhs, bool transpose, const BufferPtr& y,
                                                     AffineRoute route, const BufferPtr& rows = nullptr);
+
+// After a gather kernel that read lhs/rhs (uint32 or int32, one per output
+// matrix of y) on the device: NaN for each output matrix whose lhs is not
+// below lhs_count or rhs not below rhs_count, and the matching bit
+// (qmetal_args::kGatherBadLhs / kGatherBadRhs) set in `flags` (one uint32).
+DispatchPlan plan_gather_check(const Device& device, const BufferPtr& lhs, const BufferPtr& rhs, const BufferPtr& y,
+                               const BufferPtr& flags, uint32_t lhs_count, uint32_t rhs_count);
 
 // Whether gather_matmul would sort rows by expert for this shape.
 bool affine_gather_prefers_sorted(const Device& device, bool transpose, int64_t rows_per_matrix, int64_t matrices,

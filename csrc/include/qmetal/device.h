@@ -28,7 +28,16 @@ struct DeviceCapabilities {
   bool simdgroup_matrix = true;
   bool bfloat = true;
   bool tensor_ops = false;
+  // Shader cores (Apple GPUs: estimated from the architecture name, see
+  // estimated_apple_gpu_cores) or streaming multiprocessors (CUDA); 0 when
+  // unknown, as on the simulator. Planners size split-K grids from it.
+  uint32_t gpu_cores = 0;
 };
+
+// Apple GPUs report no core count through Metal. The architecture name's
+// last letter gives the class (MLX reads it the same way: phone, base, Pro,
+// Max, Ultra), whose core counts span a range; this is its middle.
+uint32_t estimated_apple_gpu_cores(std::string_view architecture);
 
 class Device {
  public:
@@ -83,5 +92,11 @@ DevicePtr get_device(Backend backend);
 // QMETAL_BACKEND if set, else Metal where a Metal GPU exists, else the
 // simulator.
 DevicePtr default_device();
+
+// A simulator device of its own (get_device shares another) that reports
+// Metal 4 tensor operations when `tensor_ops` is set, so the planners route
+// as they would on an M5-class GPU. QMETAL_SIM_TENSOR_OPS=1 makes the shared
+// simulator device report them too.
+DevicePtr make_simulator_device(bool tensor_ops);
 
 }  // namespace qmetal

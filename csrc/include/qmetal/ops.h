@@ -2,6 +2,8 @@
 // the backends).
 #pragma once
 
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "qmetal/affine.h"
@@ -20,7 +22,9 @@ void execute(const Device& device, const std::vector<DispatchPlan>& plans);
 // Queues the work of many ops so an LLM runtime can encode a whole layer
 // and wait once: on Metal, plans are encoded into command buffers that run
 // while more are queued, and their results are ready after synchronize();
-// the simulator runs each op as it is queued.
+// the simulator keeps the plans and runs them at synchronize(), so that
+// reading a result too early shows here as it would on a Mac (the CUDA
+// backend runs each op as it is queued).
 class Stream {
  public:
   explicit Stream(DevicePtr device);
@@ -29,13 +33,25 @@ class Stream {
   Stream& operator=(const Stream&) = delete;
 
   void enqueue(const std::vector<DispatchPlan>& plans);
-  // Waits for everything queued; raises RuntimeError if the GPU failed.
+  // Waits for everything queued; raises RuntimeError if the GPU failed, and
+  // ValueError for the first failed device check (below).
   void synchronize();
   const DevicePtr& device() const { return device_; }
 
+  // A check of data that only the GPU saw (MoE indices produced by an
+  // earlier op): after the queued work, each bit of the uint32 `flags` that
+  // a kernel set is reported by synchronize() with its message.
+  struct DeviceCheck {
+    BufferPtr flags;
+    std::vector<std::pair<uint32_t, std::string>> messages;  // (bit, ValueError message)
+  };
+  void add_check(DeviceCheck check);
+
  private:
   DevicePtr device_;
-  std::shared_ptr<void> backend_;  // the Metal backend's stream
+  std::shared_ptr<void> backend_;       // the Metal backend's stream
+  std::vector<DispatchPlan> pending_;   // the simulator's queued plans
+  std::vector<DeviceCheck> checks_;
 };
 
 }  // namespace qmetal

@@ -5,6 +5,7 @@
 #include "qmetal/buffer.h"
 #include "qmetal/device.h"
 #include "qmetal/dtype.h"
+#include "qmetal/dwq.h"
 #include "qmetal/error.h"
 #include "qmetal/ggml.h"
 #include "qmetal/plan.h"

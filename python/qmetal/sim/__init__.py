@@ -35,7 +35,7 @@ from .. import _core
 from . import _generator
 from ._generator import GeneratorError
 
-__all__ = ["CompileError", "Library", "SCHEDULES", "builtin", "compile", "sanitizer_preload"]
+__all__ = ["CompileError", "Library", "SCHEDULES", "builtin", "compile", "device", "sanitizer_preload"]
 
 SCHEDULES = ("forward", "reverse", "random")
 MAX_BUFFERS = 31  # Metal's buffer slots
@@ -152,13 +152,23 @@ class Library:
         return bool(race_check)
 
 
+def device(tensor_ops: bool = False):
+    """A simulator device of its own. With ``tensor_ops=True`` it reports
+    Metal 4 tensor operations, so the planners route prefill to the
+    tensor-op kernels as on an M5-class GPU (pass it as ``device=``);
+    ``QMETAL_SIM_TENSOR_OPS=1`` makes the default simulator device do so."""
+    if not isinstance(tensor_ops, (bool, np.bool_)):
+        raise TypeError(f"tensor_ops: expected a bool, got {type(tensor_ops).__name__}")
+    return _core.sim_device(bool(tensor_ops))
+
+
 def builtin() -> Library:
     """qmetal's own kernels."""
     return Library(_core.sim_builtin_library())
 
 
 def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize=None, cache_dir=None,
-            strict=True, race_check=False) -> Library:
+            strict=True, race_check=False, std="metal3.1") -> Library:
     """Build a ``.metal`` file (a path) or MSL source text for the simulator.
 
     The result is cached by content (the preprocessed source, the simulator's
@@ -175,7 +185,17 @@ def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize
     data races between the threads of a threadgroup (every load and store is
     reported to the simulator; several times slower). It cannot be combined
     with ``sanitize``.
+
+    ``std`` is the language version, as Apple's ``-std=``: ``"metal3.1"``
+    (qmetal's kernels), ``"metal3.2"``, or ``"metal4.0"``, which defines
+    ``__HAVE_TENSOR__`` and so enables ``<metal_tensor>`` and
+    ``<MetalPerformancePrimitives/MetalPerformancePrimitives.h>`` (the
+    simulator's model of them: README, "Metal 4 tensor operations").
     """
+    try:
+        metal_version = _generator.language_version(std)
+    except GeneratorError as error:
+        raise ValueError(str(error)) from None
     path, source = _source_of(path_or_source)
     cxx = cxx or os.environ.get("QMETAL_SIM_CXX") or os.environ.get("CXX") or "c++"
     if shutil.which(cxx) is None:
@@ -193,17 +213,19 @@ def compile(path_or_source, defines=None, include_dirs=(), *, cxx=None, sanitize
     defines = {str(k): (None if v is None else str(v)) for k, v in (defines or {}).items()}
     display = str(path) if path is not None else "<source>"
     try:
-        text = _generator.preprocess(display, cxx, include_dirs, defines, source=source)
+        text = _generator.preprocess(display, cxx, include_dirs, defines, source=source, metal_version=metal_version)
     except GeneratorError as error:
         raise CompileError(str(error)) from None
-    flags = BUILD_FLAGS + _generator.cxx_flags(_is_clang(cxx), strict) + _compiler_flags(cxx, sanitize)
+    flags = (BUILD_FLAGS + _generator.cxx_flags(_is_clang(cxx), strict) + _generator.cxx_standard_flags(text)
+             + _compiler_flags(cxx, sanitize))
     compile_only = _generator.RACE_CHECK_FLAGS if race_check else []
     key = hashlib.sha256("\0".join([text, _toolchain_identity(cxx), *flags, *compile_only]).encode()).hexdigest()[:24]
     cache = Path(cache_dir or _default_cache_dir())
     library = cache / f"{Path(display).stem or 'source'}-{key}.so"
     if not library.exists():
         try:
-            code = _generator.generate(text, display_name=display, strict=strict, race_check=race_check)
+            code = _generator.generate(text, display_name=display, strict=strict, race_check=race_check,
+                                       metal_version=metal_version)
         except GeneratorError as error:
             raise CompileError(str(error)) from None
         cache.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@
 
 namespace qmetal::sim::abi {
 
-inline constexpr uint32_t kAbiVersion = 2;
+inline constexpr uint32_t kAbiVersion = 3;
 
 struct Uint3 {
   uint32_t x = 1, y = 1, z = 1;
@@ -59,6 +59,10 @@ struct Runtime {
   // Libraries built for race checks report every load and store of kernel
   // code here (`pc`: the instruction's return address, for the .metal line).
   void (*memory_access)(const void* address, size_t bytes, uint32_t is_write, const void* pc);
+  // Stops the launch with an error naming `site` (the .metal line): for
+  // faults the shim detects that a GPU would leave undefined, such as a
+  // Metal 4 tensor op run by a threadgroup of the wrong size. Never returns.
+  void (*fail)(const char* message, const Site* site);
 };
 
 using Invoke = void (*)(void* const* buffers, const ThreadIds* ids, void* const* threadgroup_args);
