@@ -6,7 +6,7 @@
 #   bench/cuda_gpu.sh install   WHEEL # install a wheel built by `build`
 #   bench/cuda_gpu.sh test      OUT   # the kernel test routes on QMETAL_BACKEND=cuda
 #   bench/cuda_gpu.sh sanitize  OUT   # compute-sanitizer memcheck, racecheck, synccheck
-#   bench/cuda_gpu.sh bench     OUT   # python -m qmetal bench --backend cuda
+#   bench/cuda_gpu.sh bench     OUT NAME [OPTIONS]  # python -m qmetal bench --backend cuda OPTIONS > OUT/bench_NAME.txt
 #
 # Wheels in .whl/ (mlx, mlx-cpu, gguf for a machine without network) are
 # installed into /tmp/site first. Logs go to OUT.
@@ -84,9 +84,12 @@ qmetal.quantize(np.zeros((4, 64), np.float32), 7, 64)" 2>&1 | grep -E "^#|signal
     done
     ;;
   bench)
-    timeout ${BENCH_TIMEOUT:-480} python3 -m qmetal bench --backend cuda > "$out/bench.txt" 2>"$out/bench.err"
-    echo "bench rc=$?"
-    cat "$out/bench.txt"
-    tail -5 "$out/bench.err"
+    # bench OUT NAME [bench options...]: one table per call, in OUT/bench_NAME.txt
+    name=${3:-default}
+    shift 3 2>/dev/null || shift $#
+    timeout ${BENCH_TIMEOUT:-480} python3 -m qmetal bench --backend cuda "$@" > "$out/bench_$name.txt" 2>"$out/bench_$name.err"
+    echo "bench $name ($*) rc=$?"
+    cat "$out/bench_$name.txt"
+    tail -5 "$out/bench_$name.err"
     ;;
 esac

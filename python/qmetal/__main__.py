@@ -15,6 +15,7 @@ def _info(args: argparse.Namespace) -> int:
     # Why Metal is (not) used: not built, no GPU, a GPU without the Apple7 /
     # Metal3 families, a missing or stale kernel library.
     print(f"metal: {qmetal._core.backend_status('metal')}")
+    print(f"cuda: {qmetal._core.backend_status('cuda')}")
     print(f"backend: {device.backend}")
     print(f"device: {device.name}")
     if device.details:
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--include_dir", action="store_true", help="print the folder of qmetal's C++ headers")
     commands = parser.add_subparsers(dest="command")
     info = commands.add_parser("info", help="backend, device, capabilities and version")
-    info.add_argument("--backend", choices=["sim", "metal"], help="default: QMETAL_BACKEND, else the best available")
+    info.add_argument("--backend", choices=["sim", "metal", "cuda"],
+                      help="default: QMETAL_BACKEND, else the best available")
     info.set_defaults(run=_info)
     bench = commands.add_parser("bench", help="LLM-shaped quantized matmuls: time, GB/s, GFLOP/s, checked results")
     from . import _bench

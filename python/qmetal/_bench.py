@@ -340,7 +340,7 @@ def run_cuda(args, device) -> int:
     rows = [int(v) for v in args.rows.split(",")] if args.rows else ROWS
     dtype = numpy_dtype(args.dtype)
     header = (f"{'layer':<13}{'M':>5}{'N':>7}{'K':>7}  {'kernel':<20}{'ms':>8}{'GB/s':>7}{'% copy':>7}"
-              f"{'GFLOP/s':>9}")
+              f"{'GFLOP/s':>9}{'M x M=1':>8}")
     if base_module:
         header += f"  {'base ms':>8}{'% copy':>7}{'base/ours':>10}"
     if mlx_module:
@@ -352,6 +352,7 @@ def run_cuda(args, device) -> int:
     rng = np.random.default_rng(0)
     failures = 0
     weights = {}
+    single_row = {}  # name -> seconds at M = 1: a batch should beat M runs of it
 
     def gpu_ms(plans, module=None):
         return statistics.median(core.cuda_time(device, plans, module, 3, repeat, flush))
@@ -416,6 +417,10 @@ def run_cuda(args, device) -> int:
         gbs = moved / seconds / 1e9
         line = (f"\r{name:<13}{m:>5}{n:>7}{k:>7}  {kernel:<20}{seconds * 1e3:>8.3f}{gbs:>7.0f}"
                 f"{100 * gbs / copy_gbs:>6.0f}%{flops / seconds / 1e9:>9.0f}")
+        if m == 1:
+            single_row[name] = seconds
+        # (M x the M = 1 time) / this time: below 1, M single-row runs would be faster.
+        line += f"{m * single_row[name] / seconds:>8.2f}" if 1 < m <= 32 and name in single_row else f"{'':>8}"
         if base_module:
             y[...] = np.nan  # y is the output buffer's memory: the baseline's run must overwrite it
             core.cuda_execute(device, plans, base_module)
