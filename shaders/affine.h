@@ -444,9 +444,6 @@ void dequantize(constant AffineQuantizeArgs& args, device T* w, const device uin
       const device T *biases [[buffer(kAffineBiases)]], device T *y [[buffer(kAffineY)]], \
       uint3 group [[threadgroup_position_in_grid]]
 
-// Activation rows each threadgroup of affine_qmv_wide decodes a pack for.
-constant constexpr int kQmvWideRows = 4;
-
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_qmv(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
                            uint lane [[thread_index_in_simdgroup]]) {
@@ -459,11 +456,20 @@ template <typename T, int group_size, int bits>
   affine::qmv<T, group_size, bits, true, 1>(args, x, w, scales, biases, y, nullptr, nullptr, group, simd_group, lane);
 }
 
+// Small batches: each weight step decoded once for 2 or 4 activation rows
+// (an unused row still costs its FMAs, so M = 2 takes the narrow one).
 template <typename T, int group_size, int bits>
-[[kernel]] void affine_qmv_wide(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
-                                uint lane [[thread_index_in_simdgroup]]) {
-  affine::qmv<T, group_size, bits, false, kQmvWideRows>(args, x, w, scales, biases, y, nullptr, nullptr, group,
-                                                        simd_group, lane);
+[[kernel]] void affine_qmv_wide_r2(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
+                                   uint lane [[thread_index_in_simdgroup]]) {
+  affine::qmv<T, group_size, bits, false, kQmvWideRowsSmall>(args, x, w, scales, biases, y, nullptr, nullptr, group,
+                                                             simd_group, lane);
+}
+
+template <typename T, int group_size, int bits>
+[[kernel]] void affine_qmv_wide_r4(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
+                                   uint lane [[thread_index_in_simdgroup]]) {
+  affine::qmv<T, group_size, bits, false, kQmvWideRowsLarge>(args, x, w, scales, biases, y, nullptr, nullptr, group,
+                                                             simd_group, lane);
 }
 
 template <typename T, int group_size, int bits>

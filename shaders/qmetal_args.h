@@ -25,6 +25,12 @@ QMETAL_CONSTEXPR uint32_t kMaxBatchDims = 4;
 
 // --- MLX affine ----------------------------------------------------------------
 
+// Activation rows one threadgroup of affine_qmv_wide_r<rows> takes: small
+// batches run the mat-vec loop once per weight step for all of them; the
+// host picks the variant with the fewest idle rows.
+QMETAL_CONSTEXPR uint32_t kQmvWideRowsSmall = 2;
+QMETAL_CONSTEXPR uint32_t kQmvWideRowsLarge = 4;
+
 // Buffers of every affine matmul kernel.
 QMETAL_CONSTEXPR uint32_t kAffineX = 1;        // activations [batch..., M, K]
 QMETAL_CONSTEXPR uint32_t kAffineW = 2;        // packed codes, read as bytes

@@ -138,7 +138,7 @@ def test_routing_by_rows(rng):
     device = qmetal.default_device()
     threshold = qmetal._core.affine_matmat_threshold(device)
     w = qmetal.quantize(random_weights(rng, (16, 256), np.float32), 4, 64)
-    for m, transpose, kernel in [(1, True, "qmv_fast"), (2, True, "qmv_wide"), (threshold - 1, True, "qmv_wide"),
+    for m, transpose, kernel in [(1, True, "qmv_fast"), (2, True, "qmv_wide_r2"), (threshold - 1, True, "qmv_wide_r4"),
                                  (threshold, True, "qmm_t"), (1, False, "qvm"), (threshold, False, "qmm_n")]:
         k = 256 if transpose else 16
         x = qmetal.empty((m, k), "float32")
@@ -314,7 +314,7 @@ def test_bench_command_checks_every_result():
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("40x128") or line.startswith("64x256")]
     assert len(lines) == 6 and not any("WRONG" in line for line in lines)
-    assert {line.split()[4] for line in lines} == {"qmv_fast", "qmv_wide", "qmm_t"}
+    assert {line.split()[4] for line in lines} == {"qmv_fast", "qmv_wide_r4", "qmm_t"}
     assert "all results checked" in result.stdout
 
 

@@ -27,7 +27,8 @@ def test_default_device_is_a_built_backend():
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="the Metal backend exists on macOS")
 def test_metal_is_refused_where_not_built():
-    assert qmetal.available_backends() == ["sim"]
+    backends = qmetal.available_backends()
+    assert "metal" not in backends and "sim" in backends
     with pytest.raises(ValueError, match="'metal' is not available in this build"):
         qmetal.get_device("metal")
 

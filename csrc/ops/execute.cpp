@@ -75,11 +75,11 @@ void Stream::enqueue(const std::vector<DispatchPlan>& plans) {
     return;
   }
 #endif
-  if (device_->backend() == Backend::sim) {
-    pending_.insert(pending_.end(), plans.begin(), plans.end());
-    return;
-  }
-  execute(*device_, plans);
+  // Backends without a command queue of their own (sim, cuda) run a
+  // stream's plans at synchronize, as a GPU runs queued work after the
+  // host's later writes: whatever reads a stream's inputs on the host
+  // before then is wrong on every backend.
+  pending_.insert(pending_.end(), plans.begin(), plans.end());
 }
 
 void Stream::add_check(DeviceCheck check) {

@@ -201,7 +201,7 @@ MLX_TYPES = {"float32": "float", "float16": "float16_t", "bfloat16": "bfloat16_t
 
 
 # Kernels the baseline is asked for (those it lacks run from this version).
-BASELINE_AFFINE_KERNELS = ("qmv", "qmv_fast", "qmv_wide", "qmm_t", "qmm_t_split", "gather_qmv", "gather_qmm_t",
+BASELINE_AFFINE_KERNELS = ("qmv", "qmv_fast", "qmm_t", "qmm_t_split", "gather_qmv", "gather_qmm_t",
                            "gather_qmm_sorted")
 BASELINE_GGML_KERNELS = ("mul_mv", "mul_mv_ext", "mul_mm", "mul_mv_id", "mul_mm_id")
 
@@ -287,6 +287,19 @@ def _mlx_plan(kind, name, x, packed, scales, biases, bits, y, m, n, k, ids=None,
     return plan
 
 
+def _moe_reference(x, dense, ids):
+    """float64 MoE result [tokens, top_k, 1, N] of x [tokens, 1, 1, K]: per
+    expert, the (token, slot) pairs it serves, with no [tokens, top_k, N, K]
+    gather."""
+    tokens, top_k = ids.shape
+    expected = np.zeros((tokens, top_k, 1, dense.shape[-2]))
+    x64 = x[:, 0, 0].astype(np.float64)
+    for e in np.unique(ids):
+        t, slot = np.nonzero(ids == e)
+        expected[t, slot, 0] = x64[t] @ dense[e].T
+    return expected
+
+
 def run_cuda(args, device) -> int:
     """The bench on an NVIDIA GPU: GPU time of the plans each op runs."""
     import statistics
@@ -308,14 +321,23 @@ def run_cuda(args, device) -> int:
     print(f"{fmt}, activations {args.dtype}; median of {repeat} runs after 3 warm-ups, {flush >> 20} MB written "
           f"before each run (L2 flush); CUDA events")
     mlx_module, mlx_names = None, None
-    if not args.no_peers and args.format == "affine":
+    # GGML formats are compared with MLX's affine kernels at about the same
+    # bits per weight (as `python -m qmetal cost` does), by GB/s.
+    from ._cost import GGML_TYPES
+
+    mlx_bits = args.bits if args.format == "affine" else {t.lower(): b for t, _, _, b in GGML_TYPES}[args.format]
+    mlx_group_size = args.group_size if args.format == "affine" else 64
+    if not args.no_peers:
         include = _mlx_include()
         if include is None:
             print("mlx kernels: not run (no mlx package with Metal kernel headers)")
         else:
             import mlx.core as mx
 
-            source, mlx_names = mlx_kernel_source(args.dtype, args.group_size, args.bits)
+            if args.format != "affine":
+                print(f"mlx columns: MLX's affine {mlx_bits}-bit kernels (group size {mlx_group_size}) on the same "
+                      f"shapes and activations; mlx/ours is of GB/s (ours / MLX's), the formats' bytes differ")
+            source, mlx_names = mlx_kernel_source(args.dtype, mlx_group_size, mlx_bits)
             started = time.perf_counter()
             cubin = _cuda.compile_cubin(source, "mlx_quantized.metal", include_dirs=[include], arch=props["arch"])
             mlx_module = core.CudaModule(cubin)
@@ -377,8 +399,11 @@ def run_cuda(args, device) -> int:
                 dense = ref.affine_dequantize(w.packed, w.scales, w.biases, args.bits,
                                               args.group_size).astype(np.float64)
                 weight_bytes = w.packed.nbytes + w.scales.nbytes + w.biases.nbytes
-            weights[key] = (w, dense, weight_bytes)
-        w, dense, weight_bytes = weights[key]
+            peer = None
+            if mlx_module:
+                peer = w if not ggml_type else qmetal.quantize(w_dense, mlx_bits, mlx_group_size, device=device)
+            weights[key] = (w, dense, weight_bytes, peer)
+        w, dense, weight_bytes, peer = weights[key]
         if moe:
             experts, top_k = case[1], case[2]
             ids = np.stack([rng.choice(experts, top_k, replace=False) for _ in range(m)]).astype(np.uint32)
@@ -395,20 +420,16 @@ def run_cuda(args, device) -> int:
         finally:
             core.cuda_capture(False)
         if moe:
-            # Per expert, the (token, slot) pairs it serves: no [tokens, top_k, N, K] gather.
-            expected = np.zeros((m, top_k, 1, n))
-            x64 = x[:, 0, 0].astype(np.float64)
-            for e in np.unique(ids):
-                t, slot = np.nonzero(ids == e)
-                expected[t, slot, 0] = x64[t] @ dense[e].T
-            moved = weight_bytes * len(np.unique(ids)) // experts + x.nbytes + y.nbytes
+            expected = _moe_reference(x, dense, ids)
+            weight_share = len(np.unique(ids)) / experts  # the experts this batch reads
             flops = 2 * m * top_k * n * k
         else:
             expected = x.astype(np.float64) @ dense.T
-            moved = weight_bytes + x.nbytes + y.nbytes
+            weight_share = 1
             flops = 2 * m * n * k
+        moved = weight_bytes * weight_share + x.nbytes + y.nbytes
         kernel = plans[-1].kernel.replace("affine_", "").replace("ggml_", "")
-        kernel = kernel.split(f"_{args.dtype}")[0].split("_f32")[0].split("_f16")[0]
+        kernel = kernel.split(f"_{args.format}_" if ggml_type else f"_{args.dtype}")[0]
         if len(plans) > 1:
             kernel += f" +{len(plans) - 1}"
         error = np.linalg.norm(y.astype(np.float64) - expected) / np.linalg.norm(expected)
@@ -429,21 +450,29 @@ def run_cuda(args, device) -> int:
             line += f"  {base * 1e3:>8.3f}{100 * moved / base / 1e9 / copy_gbs:>6.0f}%{base / seconds:>10.2f}"
             if not base_error < 1e-2:
                 line += f"  BASE WRONG ({base_error:.1e})"
-        if mlx_module and not ggml_type:
+        if mlx_module:
             kind = "gather_qmv" if moe else ("qmv_fast" if m <= 8 and n % 8 == 0 and k % 512 == 0
                                              else "qmv" if m <= 8 else "qmm_t")
             xb = qmetal.asbuffer(x.reshape(m, k) if not moe else x.reshape(m, 1, k))
             yb = qmetal.zeros(y.shape, args.dtype)
-            native = w._native
-            plan = _mlx_plan(kind, mlx_names[kind], xb, native.packed, native.scales, native.biases, args.bits, yb,
+            native = peer._native
+            plan = _mlx_plan(kind, mlx_names[kind], xb, native.packed, native.scales, native.biases, mlx_bits, yb,
                              m, n, k, ids=ids if moe else None, top_k=case[2] if moe else 1)
             core.cuda_execute(device, [plan], mlx_module)
-            theirs_error = (np.linalg.norm(np.asarray(yb.numpy(), np.float64).reshape(expected.shape) - expected)
-                            / np.linalg.norm(expected))
+            # Against its own weight's dequantized values (the same as ours for affine).
+            peer_dense = dense if not ggml_type else ref.affine_dequantize(
+                peer.packed, peer.scales, peer.biases, mlx_bits, mlx_group_size).astype(np.float64)
+            peer_expected = expected if not ggml_type else (
+                _moe_reference(x, peer_dense, ids) if moe else x.astype(np.float64) @ peer_dense.T)
+            theirs_error = (np.linalg.norm(np.asarray(yb.numpy(), np.float64).reshape(peer_expected.shape)
+                                           - peer_expected) / np.linalg.norm(peer_expected))
             theirs = gpu_ms([plan], mlx_module) / 1e3
-            line += (f"  {kind:<11}{theirs * 1e3:>8.3f}{100 * moved / theirs / 1e9 / copy_gbs:>6.0f}%"
-                     f"{theirs / seconds:>9.2f}")
-            if theirs_error >= 1e-2:
+            peer_bytes = native.packed.nbytes + native.scales.nbytes + native.biases.nbytes
+            peer_moved = peer_bytes * weight_share + x.nbytes + y.nbytes
+            theirs_gbs = peer_moved / theirs / 1e9
+            line += (f"  {kind:<11}{theirs * 1e3:>8.3f}{100 * theirs_gbs / copy_gbs:>6.0f}%"
+                     f"{gbs / theirs_gbs:>9.2f}")
+            if not theirs_error < 1e-2:
                 line += f"  MLX WRONG ({theirs_error:.1e})"
         failures += not ok
         print(line + ("" if ok else f"  WRONG (relative error {error:.1e})"))

@@ -19,7 +19,7 @@ SOURCE = """
 #include "ggml.h"
 QMETAL_AFFINE_ONE(qmv, float, float32, 32, 3)
 QMETAL_AFFINE_ONE(qmv_fast, float, float32, 32, 3)
-QMETAL_AFFINE_ONE(qmv_wide, float, float32, 32, 3)
+QMETAL_AFFINE_ONE(qmv_wide_r4, float, float32, 32, 3)
 QMETAL_AFFINE_ONE(qvm, float, float32, 32, 3)
 QMETAL_AFFINE_ONE(qmm_t, float, float32, 32, 3)
 QMETAL_AFFINE_ONE(qmm_n, float, float32, 32, 3)

@@ -50,7 +50,7 @@ class Stream {
  private:
   DevicePtr device_;
   std::shared_ptr<void> backend_;       // the Metal backend's stream
-  std::vector<DispatchPlan> pending_;   // the simulator's queued plans
+  std::vector<DispatchPlan> pending_;   // sim and cuda: plans queued until synchronize
   std::vector<DeviceCheck> checks_;
 };
 
