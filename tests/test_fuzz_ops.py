@@ -621,7 +621,8 @@ def ggml_weight(draw, rng, type_name, shape):
         return qmetal.GGMLWeight(blocks, type_name, shape), blocks
     if how == "bytes":
         return qmetal.GGMLWeight(blocks.tobytes(), type_name, shape), blocks
-    offset = 2 * draw(st.integers(0, 40), "offset / 2")
+    alignment = 4 if type_name == "F32" else 2  # each block's widest field
+    offset = alignment * draw(st.integers(0, 40), "offset / alignment")
     data = rng.integers(0, 256, offset + blocks.size + draw(st.integers(0, 9)), dtype=np.uint8)
     data[offset:offset + blocks.size] = blocks
     return qmetal.GGMLWeight(data, type_name, shape, offset=offset), blocks

@@ -94,8 +94,14 @@ GGMLWeight GGMLWeight::from_buffer(BufferPtr data, std::string_view type_name, S
     value_error("shape: K (", shape.back(), ") must be a positive multiple of ", multiple, " for ", type.name,
                 type.block_values >= kMmK ? " (its block size)" : "");
   }
-  // Blocks hold fp16 fields: they must start on an even byte (GGUF aligns to 32).
-  if (offset % 2 != 0) value_error("offset: expected an even byte offset, got ", offset);
+  // Blocks are read field by field, so they start on their widest field's
+  // alignment: F32's floats take 4 bytes, every other type's fields (fp16,
+  // bf16, bytes) 2. GGUF aligns tensors to 32. (A GPU faults on a misaligned
+  // read: the cuda backend did, at an F32 weight 2 bytes into its buffer.)
+  const size_t alignment = std::string_view(type.kernel_name) == "f32" ? 4 : 2;
+  if (offset % alignment != 0) {
+    value_error("offset: expected a multiple of ", alignment, " bytes for ", type.name, ", got ", offset);
+  }
   GGMLWeight w{std::move(data), &type, std::move(shape), offset};
   if (offset > w.data->nbytes() || w.data->nbytes() - offset < w.expected_bytes()) {
     value_error("data: ", shape_str(w.shape), " as ", type.name, " takes ", w.expected_bytes(), " bytes from offset ",

@@ -401,6 +401,33 @@ const void* Module::find(const std::string& host_name) const {
   return handle;
 }
 
+// Whether two distinct Buffers of `prepared` share host memory (a NumPy
+// result of one op wrapped again as the input of the next): each has its
+// own device copy, so what one plan writes the other would not see.
+bool buffers_share_host_memory(const std::vector<DispatchPlan>& plans) {
+  std::vector<std::pair<uintptr_t, uintptr_t>> ranges;
+  std::unordered_map<const Buffer*, bool> seen;
+  for (const DispatchPlan& plan : plans) {
+    for (const BufferBinding& b : plan.buffers) {
+      if (!b.buffer || b.buffer->nbytes() == 0 || !seen.emplace(b.buffer.get(), true).second) continue;
+      const auto begin = reinterpret_cast<uintptr_t>(b.buffer->data());
+      ranges.emplace_back(begin, begin + b.buffer->nbytes());
+    }
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i) {
+    if (ranges[i].first < ranges[i - 1].second) return true;
+  }
+  return false;
+}
+
+void run_prepared(Executor& ex, const Prepared& prepared) {
+  copy_in(ex, prepared);
+  launch_all(ex, prepared.launches);
+  copy_out(ex, prepared);
+  finish(ex, "running the plans");
+}
+
 void execute(const Device& device, const std::vector<DispatchPlan>& plans, const Module* module) {
   const CudaDevice& d = cuda_device(device);
   Executor& ex = executor();
@@ -408,11 +435,13 @@ void execute(const Device& device, const std::vector<DispatchPlan>& plans, const
   ex.ensure(d);
   for (const DispatchPlan& plan : plans) plan.validate(device.capabilities());
   if (ex.capture) ex.captured.insert(ex.captured.end(), plans.begin(), plans.end());
-  const Prepared prepared = prepare(ex, plans, module);
-  copy_in(ex, prepared);
-  launch_all(ex, prepared.launches);
-  copy_out(ex, prepared);
-  finish(ex, "running the plans");
+  if (plans.size() > 1 && buffers_share_host_memory(plans)) {
+    // A stream's ops chained through host memory: one plan at a time, each
+    // copied back before the next copies in, as unified memory behaves.
+    for (const DispatchPlan& plan : plans) run_prepared(ex, prepare(ex, {plan}, module));
+    return;
+  }
+  run_prepared(ex, prepare(ex, plans, module));
 }
 
 std::vector<double> time_plans(const Device& device, const std::vector<DispatchPlan>& plans, const Module* module,
