@@ -39,6 +39,7 @@ constexpr uint32_t kQuantizeThreads = 128;
 constexpr uint64_t kTargetThreadgroups = 128;
 constexpr uint64_t kThreadgroupsPerCore = 6;
 constexpr uint32_t kMinKPerPartition = 256;
+constexpr double kSplitMaxFill = 4.0 / 7.0;  // split only tiles filling at most this share of the target
 constexpr uint32_t kSumThreads = 256;
 constexpr uint32_t kPack = 8;
 
@@ -185,11 +186,12 @@ uint64_t affine_target_threadgroups(const Device& device) {
 }
 
 uint32_t affine_k_partitions(uint64_t tiles, uint32_t K, uint64_t target_threadgroups) {
-  // Rounded down: a split must at least double the threadgroups to pay for
-  // its float partials and the pass that sums them (on an H200, 512 tiles
-  // split in 2 for a target of 792 ran 1.2x slower than unsplit).
-  const uint64_t wanted = target_threadgroups / std::max<uint64_t>(tiles, 1);
-  if (wanted < 2) return 1;
+  // A split pays for its float partials and the pass that sums them only
+  // when the tiles fill well under the target: on an H200 (target 792), 512
+  // tiles ran 1.2x slower split in 2 than unsplit, 448 tiles 1.2x faster.
+  // So: at most kSplitMaxFill of the target, and then at least 2 partitions.
+  if (double(tiles) > kSplitMaxFill * double(target_threadgroups)) return 1;
+  const uint64_t wanted = std::max<uint64_t>(2, (target_threadgroups + tiles - 1) / std::max<uint64_t>(tiles, 1));
   return static_cast<uint32_t>(std::max<uint64_t>(1, std::min<uint64_t>(wanted, K / kMinKPerPartition)));
 }
 
