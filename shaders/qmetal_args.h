@@ -94,6 +94,23 @@ struct GGMLDequantizeArgs {
   uint32_t rows, K;
 };
 
+// gather_rows / gather_sort (shaders/gather.metal): MoE ids read on the
+// device, one per output matrix, made into the row lists of the gather
+// kernels: row z * rows_per_matrix + m takes x row lhs[z] *
+// rows_per_matrix + m and expert rhs[z], both clamped into range.
+QMETAL_CONSTEXPR uint32_t kGatherRowsLhs = 1;     // per output matrix: x matrix (uint32 or int32)
+QMETAL_CONSTEXPR uint32_t kGatherRowsRhs = 2;     // per output matrix: expert
+QMETAL_CONSTEXPR uint32_t kGatherRowsLhsOut = 3;  // per row: x row
+QMETAL_CONSTEXPR uint32_t kGatherRowsRhsOut = 4;  // per row: expert
+QMETAL_CONSTEXPR uint32_t kGatherRowsOrder = 5;   // gather_sort: output row of each sorted row
+
+struct GatherRowsArgs {
+  uint32_t matrices;          // entries of lhs and rhs
+  uint32_t rows_per_matrix;   // rows of x per matrix (M)
+  uint32_t lhs_count;         // x matrices, >= 1
+  uint32_t rhs_count;         // experts, >= 1
+};
+
 // gather_check_<dtype>: after a gather (MoE) kernel that read its index
 // lists on the device, output matrix z whose lhs[z] or rhs[z] is out of
 // range is filled with NaN and a bit of `flags` is set (the op's stream

@@ -443,10 +443,17 @@ def test_moe_indices_on_a_stream_are_read_by_the_kernels(rng, tokens, top_k, tra
     ids[...] = experts + 7  # out of range: reading them now would fail
     stream = qmetal.Stream()
     y = qmetal.gather_matmul(x, w, rhs_indices=ids, transpose=transpose, stream=stream)
+    sorted_on_device = qmetal._core.affine_gather_prefers_sorted(qmetal.default_device(), transpose, 1,
+                                                                 tokens * top_k, experts)
+    assert sorted_on_device == (tokens == 40)
+    assert (stream.queued_kernels[0] == "gather_sort") == sorted_on_device
+    assert stream.queued_kernels[-1].startswith("gather_check")
     routing = np.stack([rng.choice(experts, top_k, replace=False) for _ in range(tokens)]).astype(np.uint32)
     ids[...] = routing
     stream.synchronize()
     assert_gather_close(y, x, w, None, routing, transpose=transpose)
+    # The device sorts as the host does: the same bits.
+    np.testing.assert_array_equal(y, qmetal.gather_matmul(x, w, rhs_indices=routing, transpose=transpose))
 
 
 @pytest.mark.parametrize("dtype", [np.uint32, np.int32])
@@ -478,9 +485,30 @@ def test_moe_on_a_stream_rejects_what_it_cannot_read(rng):
     with pytest.raises(ValueError, match=r"lhs_indices: on a stream .* broadcast shape \(3, 2\), got \(3, 1\)"):
         qmetal.gather_matmul(x, w, lhs_indices=np.zeros((3, 1), np.uint32), rhs_indices=np.zeros((1, 2), np.uint32),
                              stream=stream)
-    with pytest.raises(ValueError, match="route: 'qmm_sorted' sorts the indices on the host"):
-        qmetal.gather_matmul(x[:, 0], w, rhs_indices=np.zeros((3, 1), np.uint32), route="qmm_sorted", stream=stream)
+    with pytest.raises(ValueError, match=r"lhs_indices: every index is out of range \[0, 0\)"):
+        qmetal.gather_matmul(x[:0], w, lhs_indices=np.zeros((3, 2), np.uint32), rhs_indices=np.zeros((3, 2), np.uint32),
+                             stream=stream)
+    assert stream.queued_kernels == []
     stream.synchronize()
+
+
+def test_moe_sorted_on_a_stream_by_the_device(rng):
+    """route="qmm_sorted" on a stream: the device sorts the rows by expert
+    (gather_sort), ids out of range included (clamped, then NaN)."""
+    experts, tokens, top_k, k = 5, 7, 3, 128
+    w = qmetal.quantize(random_weights(rng, (experts, 32, k), np.float32), 4, 64)
+    x = rng.standard_normal((tokens, 1, 1, k)).astype(np.float32)
+    ids = rng.integers(0, experts, (tokens, top_k)).astype(np.uint32)
+    ids[2, 1] = experts
+    stream = qmetal.Stream()
+    y = qmetal.gather_matmul(x, w, rhs_indices=ids, route="qmm_sorted", stream=stream)
+    assert stream.queued_kernels[:2] == ["gather_sort", "affine_gather_qmm_sorted_float32_gs64_b4"]
+    with pytest.raises(ValueError, match=r"rhs_indices: an index read on the device is out of range \[0, 5\)"):
+        stream.synchronize()
+    good = ids < experts
+    assert np.isnan(y[~good]).all()
+    expected = qmetal.gather_matmul(x, w, rhs_indices=np.where(good, ids, 0).astype(np.uint32), route="qmm_sorted")
+    np.testing.assert_array_equal(y[good], expected[good])
 
 
 @pytest.mark.parametrize("call, error, message", [

@@ -243,6 +243,66 @@ def test_moe_every_type(rng, type_name):
         assert relative_error(y, expected) < 4 * unit_roundoff(np.float32) * np.sqrt(k)
 
 
+def reference_gather_rows(x, dense, ids):
+    """x [tokens, 1, M, K], experts dense [E, N, K], ids [tokens, slots]:
+    y [tokens, slots, M, N] in float64."""
+    return np.stack([np.stack([x[t, 0].astype(np.float64) @ dense[e].T for e in row]) for t, row in enumerate(ids)])
+
+
+@pytest.mark.parametrize("tokens, m, route, first, kernel", [
+    (3, 1, "automatic", "gather_rows", "mul_mv_id"),
+    (40, 1, "automatic", "gather_sort", "mul_mm_id"),  # 80 rows over 4 experts: sorted
+    (5, 3, "mv_id", "gather_rows", "mul_mv_id"),
+    (5, 3, "mm_id", "gather_sort", "mul_mm_id"),
+])
+def test_moe_ids_on_a_stream_are_read_by_the_kernels(rng, tokens, m, route, first, kernel):
+    """With a stream, routing ids may come from an earlier op still queued:
+    here they are out of range when the op is called and written only
+    afterwards, before synchronize (no host round trip). The device makes
+    the row list (sorted by expert for mul_mm_id) that the host would have
+    made, so the results are the host path's, bit for bit."""
+    experts, top_k, n, k = 4, 2, 13, 256
+    blocks = random_blocks(rng, "Q4_K", experts * n, k)
+    w = qmetal.GGMLWeight(blocks, "Q4_K", (experts, n, k))
+    dense = oracle_dense(blocks, "Q4_K", (experts, n, k))
+    x = rng.standard_normal((tokens, 1, m, k)).astype(np.float16)
+    ids = qmetal.empty((tokens, top_k), "int32").numpy()
+    ids[...] = experts + 7
+    stream = qmetal.Stream()
+    y = qmetal.gather_matmul(x, w, rhs_indices=ids, route=route, stream=stream)
+    kernels = stream.queued_kernels
+    assert kernels[0] == first and kernels[1].startswith(f"ggml_{kernel}_q4_k") and kernels[2].startswith("gather_check")
+    routing = np.stack([rng.choice(experts, top_k, replace=False) for _ in range(tokens)]).astype(np.int32)
+    ids[...] = routing
+    stream.synchronize()
+    assert relative_error(y, reference_gather_rows(x, dense, routing)) < 4 * (
+        unit_roundoff(np.float32) * np.sqrt(k) + unit_roundoff(np.float16))
+    np.testing.assert_array_equal(y, qmetal.gather_matmul(x, w, rhs_indices=routing, route=route))
+
+
+@pytest.mark.parametrize("route", ["mv_id", "mm_id"])
+def test_moe_ids_out_of_range_on_a_stream_fail_at_synchronize(rng, route):
+    experts, tokens, top_k, n, k = 4, 3, 2, 13, 64
+    blocks = random_blocks(rng, "Q8_0", experts * n, k)
+    w = qmetal.GGMLWeight(blocks, "Q8_0", (experts, n, k))
+    dense = oracle_dense(blocks, "Q8_0", (experts, n, k))
+    x = rng.standard_normal((tokens, 1, 2, k)).astype(np.float32)
+    ids = np.array([[0, 1], [2, -1], [3, experts]], np.int32)
+    stream = qmetal.Stream()
+    y = qmetal.gather_matmul(x, w, rhs_indices=ids, route=route, stream=stream)  # nothing read yet
+    with pytest.raises(ValueError, match=r"rhs_indices: an index read on the device is out of range \[0, 4\)"):
+        stream.synchronize()
+    good = (ids >= 0) & (ids < experts)
+    assert np.isnan(y[~good]).all() and not np.isnan(y[good]).any()
+    expected = reference_gather_rows(x, dense, np.where(good, ids, 0))
+    assert relative_error(y[good], expected[good]) < 4 * unit_roundoff(np.float32) * np.sqrt(k)
+    lhs = np.array([[0], [tokens]], np.uint32)  # x matrix 3 of 3
+    y = qmetal.gather_matmul(x, w, lhs_indices=lhs, rhs_indices=np.zeros((2, 1), np.uint32), route=route, stream=stream)
+    with pytest.raises(ValueError, match=r"lhs_indices: an index read on the device is out of range \[0, 3\)"):
+        stream.synchronize()
+    assert np.isnan(y[1]).all() and not np.isnan(y[0]).any()
+
+
 def test_weights_share_one_mapped_buffer(rng):
     # Two tensors in one file-like buffer, at GGUF's 32-byte alignment.
     a = random_blocks(rng, "Q8_0", 8, 64)

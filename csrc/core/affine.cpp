@@ -445,26 +445,6 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
   return {std::move(plan)};
 }
 
-DispatchPlan plan_gather_check(const Device& device, const BufferPtr& lhs, const BufferPtr& rhs, const BufferPtr& y,
-                               const BufferPtr& flags, uint32_t lhs_count, uint32_t rhs_count) {
-  constexpr uint32_t kCheckThreads = 64;
-  const int64_t matrices = lhs->size();
-  qmetal_args::GatherCheckArgs args{checked_u32(matrices, "the number of output matrices"),
-                                    checked_u32(matrices == 0 ? 0 : y->size() / matrices, "an output matrix's size"),
-                                    lhs_count, rhs_count};
-  DispatchPlan plan;
-  plan.kernel = "gather_check_" + std::string(dtype_name(y->dtype()));
-  plan.set_args(args);
-  plan.bind(qmetal_args::kGatherCheckLhs, lhs, Access::read);
-  plan.bind(qmetal_args::kGatherCheckRhs, rhs, Access::read);
-  plan.bind(qmetal_args::kGatherCheckY, y, Access::write);
-  plan.bind(qmetal_args::kGatherCheckFlags, flags, Access::write);
-  plan.grid = {std::max<uint32_t>(1, ceil_div(matrices, kCheckThreads)), 1, 1};
-  plan.threadgroup = {kCheckThreads, 1, 1};
-  plan.validate(device.capabilities());
-  return plan;
-}
-
 namespace detail {
 
 // Plans of the quantize / dequantize kernels: one thread per group / pack;

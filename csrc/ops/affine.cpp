@@ -4,6 +4,7 @@
 
 #include "qmetal/error.h"
 #include "qmetal/ops.h"
+#include "core/planning.h"
 #include "ops/common.h"
 
 namespace qmetal {
@@ -90,40 +91,36 @@ BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const Q
                                     {input_range("x", x), input_range("w's packed codes", w.packed),
                                      input_range("w's scales", w.scales), input_range("w's biases", w.biases),
                                      input_range("lhs_indices", lhs_indices), input_range("rhs_indices", rhs_indices)});
+  const int64_t matrices = shape_size(batch), x_count = shape_size(x_batch), w_count = shape_size(w_batch);
+  const bool sort = route == AffineRoute::qmm_sorted ||
+                    (route == AffineRoute::automatic &&
+                     affine_gather_prefers_sorted(device, transpose, xs[xs.size() - 2], matrices, w_count));
   if (indices_on_device) {
-    if (route == AffineRoute::qmm_sorted) {
-      value_error("route: 'qmm_sorted' sorts the indices on the host, which a stream does not allow "
-                  "(call without a stream, or let the route be automatic)");
-    }
-    // sorted_indices only saves the host's sort, which a stream never does.
-    const int64_t x_count = shape_size(x_batch), w_count = shape_size(w_batch);
+    // sorted_indices only saves a sort, which the device does cheaply.
     const BufferPtr lhs_list = device_indices(lhs_indices, x_batch, batch, x_count, "lhs_indices");
     const BufferPtr rhs_list = device_indices(rhs_indices, w_batch, batch, w_count, "rhs_indices");
-    std::vector<DispatchPlan> plans = plan_affine_gather_matmul(device, x, w, lhs_list, rhs_list, transpose, y, route);
-    if (plans.empty()) std::memset(y->data(), 0, y->nbytes());  // K == 0: zeros, still checked below
     if (y->size() == 0) return y;
-    auto flags = Buffer::allocate(DType::u32, {1});
-    *static_cast<uint32_t*>(flags->data()) = 0;
-    plans.push_back(plan_gather_check(device, lhs_list, rhs_list, y, flags, static_cast<uint32_t>(x_count),
-                                      static_cast<uint32_t>(w_count)));
-    run(device, plans, stream);
-    const std::string out_of_range = ": an index read on the device is out of range [0, ";
-    stream->add_check({flags,
-                       {{qmetal_args::kGatherBadLhs, detail::concat("lhs_indices", out_of_range, x_count,
-                                                                    ") (the batch matrices of x); their results are NaN")},
-                        {qmetal_args::kGatherBadRhs, detail::concat("rhs_indices", out_of_range, w_count,
-                                                                    ") (the experts of w); their results are NaN")}}});
+    std::vector<DispatchPlan> plans;
+    BufferPtr lhs_rows = lhs_list, rhs_rows = rhs_list, order;
+    if (sort) {
+      GatherRows rows = plan_gather_rows(device, lhs_list, rhs_list, 1, planning::checked_u32(x_count, "x's matrices"),
+                                         planning::checked_u32(w_count, "the experts of w"), true);
+      plans.push_back(std::move(rows.plan));
+      lhs_rows = rows.row_lhs, rhs_rows = rows.row_rhs, order = rows.row_order;
+    }
+    std::vector<DispatchPlan> gather =
+        plan_affine_gather_matmul(device, x, w, lhs_rows, rhs_rows, transpose, y, route, order);
+    if (gather.empty()) std::memset(y->data(), 0, y->nbytes());  // K == 0: zeros, still checked below
+    plans.insert(plans.end(), gather.begin(), gather.end());
+    run_checked_gather(device, std::move(plans), lhs_list, rhs_list, y, static_cast<uint32_t>(x_count),
+                       static_cast<uint32_t>(w_count), stream);
     return y;
   }
   BufferPtr lhs_flat = broadcast_to(lhs, batch), rhs_flat = broadcast_to(rhs, batch);
-  const int64_t matrices = lhs_flat->size();
   const auto* experts = static_cast<const uint32_t*>(rhs_flat->data());
   if (sorted_indices && !std::is_sorted(experts, experts + matrices)) {
     value_error("rhs_indices: sorted_indices=True, but the indices are not sorted");
   }
-  const bool sort = route == AffineRoute::qmm_sorted ||
-                    (route == AffineRoute::automatic &&
-                     affine_gather_prefers_sorted(device, transpose, xs[xs.size() - 2], matrices, shape_size(w_batch)));
   const BufferPtr rows = sort ? sort_rows_by_expert(lhs_flat, rhs_flat, sorted_indices) : nullptr;
   const std::vector<DispatchPlan> plans =
       plan_affine_gather_matmul(device, x, w, lhs_flat, rhs_flat, transpose, y, route, rows);

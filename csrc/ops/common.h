@@ -10,7 +10,9 @@
 
 #include "qmetal/buffer.h"
 #include "qmetal/error.h"
+#include "qmetal/gather.h"
 #include "qmetal/ops.h"
+#include "qmetal_args.h"
 
 namespace qmetal::ops_detail {
 
@@ -95,6 +97,7 @@ inline BufferPtr device_indices(const BufferPtr& given, const Shape& batch, cons
     value_error(what, ": on a stream the kernels read the indices as they are: expected the broadcast shape ",
                 shape_str(shape), ", got ", shape_str(given->shape()));
   }
+  if (count == 0 && given->size() > 0) value_error(what, ": every index is out of range [0, 0)");
   return given;
 }
 
@@ -105,6 +108,24 @@ inline void run(const Device& device, const std::vector<DispatchPlan>& plans, St
     value_error("stream: it belongs to device '", stream->device()->name(), "', the op runs on '", device.name(), "'");
   }
   stream->enqueue(plans);
+}
+
+// Queues a gather whose ids only the device reads (lhs, rhs: one per output
+// matrix of y): `plans`, then gather_check, which NaNs the output matrices
+// of out-of-range ids and flags them for the stream's synchronize().
+inline void run_checked_gather(const Device& device, std::vector<DispatchPlan> plans, const BufferPtr& lhs,
+                               const BufferPtr& rhs, const BufferPtr& y, uint32_t x_count, uint32_t w_count,
+                               Stream* stream) {
+  auto flags = Buffer::allocate(DType::u32, {1});
+  *static_cast<uint32_t*>(flags->data()) = 0;
+  plans.push_back(plan_gather_check(device, lhs, rhs, y, flags, x_count, w_count));
+  run(device, plans, stream);
+  const std::string out_of_range = ": an index read on the device is out of range [0, ";
+  stream->add_check({flags,
+                     {{qmetal_args::kGatherBadLhs, detail::concat("lhs_indices", out_of_range, x_count,
+                                                                  ") (the batch matrices of x); their results are NaN")},
+                      {qmetal_args::kGatherBadRhs, detail::concat("rhs_indices", out_of_range, w_count,
+                                                                  ") (the experts of w); their results are NaN")}}});
 }
 
 // Activations the kernels take: float32, float16 or bfloat16.

@@ -68,6 +68,7 @@ Stream::Stream(DevicePtr device) : device_(std::move(device)) {
 Stream::~Stream() = default;
 
 void Stream::enqueue(const std::vector<DispatchPlan>& plans) {
+  for (const DispatchPlan& plan : plans) queued_kernels_.push_back(plan.kernel);
 #ifdef QMETAL_HAVE_METAL
   if (backend_) {
     auto* stream = static_cast<metal::Stream*>(backend_.get());
@@ -93,6 +94,7 @@ void Stream::synchronize() {
   // Checks are taken first: whatever fails below, none is reported twice.
   std::vector<DeviceCheck> checks = std::move(checks_);
   checks_.clear();
+  queued_kernels_.clear();
 #ifdef QMETAL_HAVE_METAL
   if (backend_) static_cast<metal::Stream*>(backend_.get())->synchronize();
 #endif

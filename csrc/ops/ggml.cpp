@@ -120,9 +120,18 @@ BufferPtr ggml_gather_matmul(const Device& device, const BufferPtr& x, const GGM
     value_error("x: expected last dimension ", ws.back(), " (K of the experts), got shape ", shape_str(xs));
   }
   const Shape x_batch(xs.begin(), xs.end() - 2), w_batch(ws.begin(), ws.end() - 2);
-  const Indices lhs = indices_from(lhs_indices, x_batch, shape_size(x_batch), "lhs_indices");
-  const Indices rhs = indices_from(rhs_indices, w_batch, shape_size(w_batch), "rhs_indices");
-  const Shape batch = broadcast_shapes(lhs.shape, rhs.shape, "lhs_indices", "rhs_indices");
+  const int64_t x_count = shape_size(x_batch), w_count = shape_size(w_batch);
+  // On a stream the indices may come from an earlier op still queued: the
+  // kernels read them and gather_check reports bad ones at synchronize().
+  // Without one they are read, checked and sorted here, before any work.
+  const bool indices_on_device = stream != nullptr;
+  Indices lhs, rhs;
+  if (!indices_on_device) {
+    lhs = indices_from(lhs_indices, x_batch, x_count, "lhs_indices");
+    rhs = indices_from(rhs_indices, w_batch, w_count, "rhs_indices");
+  }
+  const Shape batch = broadcast_shapes(lhs_indices ? lhs_indices->shape() : x_batch,
+                                       rhs_indices ? rhs_indices->shape() : w_batch, "lhs_indices", "rhs_indices");
   const uint32_t M = planning::checked_u32(xs[xs.size() - 2], "x's M");
   planning::checked_u32(shape_size(xs) / xs.back(), "the rows of x");
   Shape shape = batch;
@@ -131,9 +140,27 @@ BufferPtr ggml_gather_matmul(const Device& device, const BufferPtr& x, const GGM
   const BufferPtr y = output_buffer(out, output, shape,
                                     {input_range("x", x), weight_range(w), input_range("lhs_indices", lhs_indices),
                                      input_range("rhs_indices", rhs_indices)});
+  if (indices_on_device) {
+    const BufferPtr lhs_list = device_indices(lhs_indices, x_batch, batch, x_count, "lhs_indices");
+    const BufferPtr rhs_list = device_indices(rhs_indices, w_batch, batch, w_count, "rhs_indices");
+    if (y->size() == 0) return y;
+    const int64_t count = shape_size(batch) * M;
+    const bool sort = route == GGMLRoute::mm_id || route == GGMLRoute::mm_id_tensor ||
+                      (route == GGMLRoute::automatic && ggml_gather_prefers_sorted(count, w_count));
+    GatherRows rows = plan_gather_rows(device, lhs_list, rhs_list, M, planning::checked_u32(x_count, "x's matrices"),
+                                       planning::checked_u32(w_count, "the experts of w"), sort);
+    GGMLRows row_list;
+    row_list.lhs = rows.row_lhs, row_list.rhs = rows.row_rhs, row_list.rows = rows.row_order;
+    row_list.count = planning::checked_u32(count, "the output rows");
+    std::vector<DispatchPlan> plans = plan_ggml_matmul(device, x, w, y, 0, 0, route, &row_list);
+    plans.insert(plans.begin(), std::move(rows.plan));
+    run_checked_gather(device, std::move(plans), lhs_list, rhs_list, y, static_cast<uint32_t>(x_count),
+                       static_cast<uint32_t>(w_count), stream);
+    return y;
+  }
   const BufferPtr lhs_flat = broadcast_to(lhs, batch), rhs_flat = broadcast_to(rhs, batch);
   run_rows(device, x, w, y, static_cast<const uint32_t*>(lhs_flat->data()),
-           static_cast<const uint32_t*>(rhs_flat->data()), lhs_flat->size(), M, shape_size(w_batch), route, stream);
+           static_cast<const uint32_t*>(rhs_flat->data()), lhs_flat->size(), M, w_count, route, stream);
   return y;
 }
 

@@ -22,7 +22,8 @@ void bind_affine(nb::module_& m) {
             s.synchronize();
           },
           "Wait for everything queued; RuntimeError if the GPU failed.")
-      .def_prop_ro("device", &Stream::device);
+      .def_prop_ro("device", &Stream::device)
+      .def_prop_ro("queued_kernels", &Stream::queued_kernels, "The kernels queued since the last synchronize().");
 
   nb::class_<QuantizedWeight>(m, "QuantizedWeight", "An MLX affine quantized weight (packed codes, scales, biases).")
       .def_static("from_buffers", &QuantizedWeight::from_buffers, "packed"_a, "scales"_a, "biases"_a, "bits"_a,

@@ -25,10 +25,11 @@ class Stream:
         y = qmetal.matmul(h, w_down, stream=stream)   # h is read on the device
         stream.synchronize()                          # now h and y hold results
 
-    On Metal the queued work runs while more is encoded; the simulator runs
-    each op as it is queued. Arrays returned by ops on a stream must not be
-    read before ``synchronize()``. Also a context manager that synchronizes
-    on exit.
+    On Metal the queued work runs while more is encoded; the simulator and
+    the CUDA backend run it at ``synchronize()``. Arrays returned by ops on
+    a stream must not be read before ``synchronize()``. Also a context
+    manager that synchronizes on exit. ``queued_kernels`` names the kernels
+    queued since the last ``synchronize()`` (the routes the ops took).
     """
 
     def __init__(self, device=None):
@@ -37,6 +38,10 @@ class Stream:
 
     def synchronize(self):
         self._native.synchronize()
+
+    @property
+    def queued_kernels(self) -> list:
+        return list(self._native.queued_kernels)
 
     def __enter__(self):
         return self

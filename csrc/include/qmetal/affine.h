@@ -111,13 +111,6 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
                                                     const BufferPtr& rhs, bool transpose, const BufferPtr& y,
                                                     AffineRoute route, const BufferPtr& rows = nullptr);
 
-// After a gather kernel that read lhs/rhs (uint32 or int32, one per output
-// matrix of y) on the device: NaN for each output matrix whose lhs is not
-// below lhs_count or rhs not below rhs_count, and the matching bit
-// (qmetal_args::kGatherBadLhs / kGatherBadRhs) set in `flags` (one uint32).
-DispatchPlan plan_gather_check(const Device& device, const BufferPtr& lhs, const BufferPtr& rhs, const BufferPtr& y,
-                               const BufferPtr& flags, uint32_t lhs_count, uint32_t rhs_count);
-
 // Whether gather_matmul would sort rows by expert for this shape.
 bool affine_gather_prefers_sorted(const Device& device, bool transpose, int64_t rows_per_matrix, int64_t matrices,
                                   int64_t experts);

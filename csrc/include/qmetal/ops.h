@@ -22,9 +22,9 @@ void execute(const Device& device, const std::vector<DispatchPlan>& plans);
 // Queues the work of many ops so an LLM runtime can encode a whole layer
 // and wait once: on Metal, plans are encoded into command buffers that run
 // while more are queued, and their results are ready after synchronize();
-// the simulator keeps the plans and runs them at synchronize(), so that
-// reading a result too early shows here as it would on a Mac (the CUDA
-// backend runs each op as it is queued).
+// the simulator and the CUDA backend keep the plans and run them at
+// synchronize(), so that reading a result too early shows here as it would
+// on a Mac.
 class Stream {
  public:
   explicit Stream(DevicePtr device);
@@ -37,6 +37,9 @@ class Stream {
   // ValueError for the first failed device check (below).
   void synchronize();
   const DevicePtr& device() const { return device_; }
+  // The kernels queued since the last synchronize(), in order (which routes
+  // an op took, e.g. whether MoE rows were sorted on the device).
+  const std::vector<std::string>& queued_kernels() const { return queued_kernels_; }
 
   // A check of data that only the GPU saw (MoE indices produced by an
   // earlier op): after the queued work, each bit of the uint32 `flags` that
@@ -52,6 +55,7 @@ class Stream {
   std::shared_ptr<void> backend_;       // the Metal backend's stream
   std::vector<DispatchPlan> pending_;   // sim and cuda: plans queued until synchronize
   std::vector<DeviceCheck> checks_;
+  std::vector<std::string> queued_kernels_;
 };
 
 }  // namespace qmetal
