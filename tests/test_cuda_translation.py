@@ -156,7 +156,9 @@ def test_translation_rules():
     assert re.search(r"__device__ inline T twice", body)
     assert re.search(r"__device__ inline float forward_declared\(float x\);", body)
     assert re.search(r"__device__ float sum\(\) const", body)
-    assert re.search(r"__device__ +void __qmetal_kernel_simple", body)
+    # Kernels have internal linkage: each chunk and the simulator's C++ define their own.
+    assert re.search(r"__device__ +static void __qmetal_kernel_simple", body)
+    assert re.search(r"__device__ +static void __qmetal_kernel_templated", body)
     assert entries_of(code) == ["__qmetal_cuda_simple", "__qmetal_cuda_templated_x20half"]
     # Program-scope constants are device memory; threadgroup variables shared.
     assert "__device__ const constexpr float kTable" in body

@@ -852,6 +852,11 @@ class Generator:
         # points' names; MSL forbids calling a kernel, so only the entry
         # points refer to them.
         self.edits.replace(tokens[j - 1].start, tokens[j - 1].end, kernel_symbol(name), self.text)
+        # ... with internal linkage: every shader's C++ (the simulator's, each
+        # CUDA chunk) defines its kernels, and two definitions of one kernel
+        # name must neither clash nor be merged by the linker.
+        marker_end = self.close_of(i) if self.is_attribute(i) else i
+        self.edits.replace(tokens[i].start, tokens[marker_end].end, "static", self.text)
         if not is_template:
             self.entries.append(Entry(name, kernel_symbol(name), namespace, kernel))
 
