@@ -138,13 +138,20 @@ def test_routing_by_rows(rng):
     device = qmetal.default_device()
     threshold = qmetal._core.affine_matmat_threshold(device)
     w = qmetal.quantize(random_weights(rng, (16, 256), np.float32), 4, 64)
-    for m, transpose, kernel in [(1, True, "qmv_fast"), (2, True, "qmv_wide_r2"), (threshold - 1, True, "qmv_wide_r4"),
-                                 (threshold, True, "qmm_t"), (1, False, "qvm"), (threshold, False, "qmm_n")]:
+    # Small batches: M mat-vecs in one grid up to 4 rows, or while that grid
+    # is at most twice the target threadgroups; beyond, qmv_wide.
+    wide_n = 64 * qmetal._core.affine_target_threadgroups(device)
+    w_wide = qmetal.quantize(np.ones((wide_n, 256), np.float32), 4, 64)
+    for m, transpose, kernel, weight in [(1, True, "qmv_fast", w), (2, True, "qmv_fast", w), (4, True, "qmv_fast", w_wide),
+                                         (threshold - 1, True, "qmv_fast", w), (5, True, "qmv_wide_r4", w_wide),
+                                         (threshold, True, "qmm_t", w), (1, False, "qvm", w),
+                                         (threshold, False, "qmm_n", w)]:
         k = 256 if transpose else 16
+        n = weight.shape[0] if transpose else 256
         x = qmetal.empty((m, k), "float32")
-        y = qmetal.empty((m, 16 if transpose else 256), "float32")
-        plan = qmetal._core.plan_affine_matmul(device, x, w._native, transpose, y, "automatic")
-        assert plan[0].kernel == qmetal._core.affine_kernel_name(kernel, "float32", 64, 4), (m, transpose)
+        y = qmetal.empty((m, n), "float32")
+        plan = qmetal._core.plan_affine_matmul(device, x, weight._native, transpose, y, "automatic")
+        assert plan[0].kernel == qmetal._core.affine_kernel_name(kernel, "float32", 64, 4), (m, transpose, n)
     # Rows that do not fill the last threadgroup need the row checks of qmv.
     w13 = qmetal.quantize(random_weights(rng, (13, 256), np.float32), 4, 64)
     plan = qmetal._core.plan_affine_matmul(device, qmetal.empty((1, 256), "float32"), w13._native, True,
@@ -314,7 +321,7 @@ def test_bench_command_checks_every_result():
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("40x128") or line.startswith("64x256")]
     assert len(lines) == 6 and not any("WRONG" in line for line in lines)
-    assert {line.split()[4] for line in lines} == {"qmv_fast", "qmv_wide_r4", "qmm_t"}
+    assert {line.split()[4] for line in lines} == {"qmv_fast", "qmm_t"}  # M = 3: three mat-vecs in one grid
     assert "all results checked" in result.stdout
 
 

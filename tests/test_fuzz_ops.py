@@ -525,25 +525,8 @@ def test_affine_gather_matmul(data):
              or (route == "qmm_sorted" and transpose and m == 1))
     if not valid:
         violations.add("route", required=not empty)
-    if use_stream and empty and bad:
-        # No kernel reads the indices, so nothing can find the bad ones.
-        violations.items = [item for item in violations.items if item[0] not in bad]
-        for label in bad:
-            violations.add(label, required=False)
     if use_stream:
-        # Documented: on a stream the kernels read the indices in place
-        # (uint32 or int32, of the broadcast shape; no host sort), and bad
-        # values are reported at synchronize, with their results NaN.
-        for label, given in (("lhs_indices", lhs), ("rhs_indices", rhs)):
-            if given is None:
-                continue
-            if given.dtype not in (np.uint32, np.int32):
-                violations.add(label, required=broadcasts, types=(TypeError,))
-            elif broadcasts and given.shape != shape[:-2]:
-                violations.add(label, required=True)
-        if route == "qmm_sorted":
-            violations.add("route")
-        violations.out_may_change = bool(bad)
+        stream_index_rules(violations, lhs, rhs, broadcasts, shape, empty, bad)
     aliases = [("x", x), ("w.scales", w.scales)] + [(label, a) for label, a in (("lhs_indices", lhs),
                                                                                  ("rhs_indices", rhs)) if a is not None]
     out_case = make_out(draw, shape, dtype, aliases, violations, use_stream)
@@ -760,6 +743,8 @@ def test_ggml_gather_matmul(data):
     if route not in ("automatic", "mv_id", "mm_id"):
         violations.add("route", required=not empty)
     use_stream = draw(st.integers(0, 4), "stream") == 0
+    if use_stream:
+        stream_index_rules(violations, lhs, rhs, broadcasts, out_shape, empty, bad)
     aliases = [("x", x), ("w", w.data)] + [(label, a) for label, a in (("lhs_indices", lhs), ("rhs_indices", rhs))
                                            if a is not None]
     out_case = make_out(draw, out_shape, out_dtype, aliases, violations, use_stream)
@@ -783,6 +768,25 @@ def test_ggml_gather_matmul(data):
 
         expected, magnitude = gather_reference(x_flat, lhs_values, rhs_values, compute)
         assert_close(y, expected, magnitude, k, out_dtype, f"{type_name} gather route {route}")
+
+
+def stream_index_rules(violations, lhs, rhs, broadcasts, shape, empty, bad):
+    """Documented: on a stream the kernels read the indices in place
+    (uint32 or int32, of the broadcast shape; sorted on the device), and bad
+    values are reported at synchronize, with their results NaN."""
+    if empty and bad:
+        # No kernel reads the indices, so nothing can find the bad ones.
+        violations.items = [item for item in violations.items if item[0] not in bad]
+        for label in bad:
+            violations.add(label, required=False)
+    for label, given in (("lhs_indices", lhs), ("rhs_indices", rhs)):
+        if given is None:
+            continue
+        if given.dtype not in (np.uint32, np.int32):
+            violations.add(label, required=broadcasts, types=(TypeError,))
+        elif broadcasts and given.shape != shape[:-2]:
+            violations.add(label, required=True)
+    violations.out_may_change = bool(bad)
 
 
 @fuzz(80)
