@@ -138,13 +138,17 @@ def test_rows_on_and_off_the_tiles(rng, m):
 
 
 def test_routing_follows_llama_cpp(rng):
+    """Mat-vecs up to 8 rows, tiles beyond, as llama.cpp; small batches as M
+    mat-vecs in one grid up to 4 rows or while that grid is small (as MLX,
+    faster on the H200), else mul_mv_ext."""
     device = qmetal.default_device()
-    blocks = random_blocks(rng, "Q8_0", 16, 64)
-    w = qmetal.GGMLWeight(blocks, "Q8_0", (16, 64))
-    for m, kernel in [(1, "mul_mv"), (2, "mul_mv_ext_r2"), (8, "mul_mv_ext_r4"), (9, "mul_mm")]:
+    wide_n = 64 * qmetal._core.affine_target_threadgroups(device)
+    for n, m, kernel in [(16, 1, "mul_mv"), (16, 2, "mul_mv"), (16, 8, "mul_mv"), (wide_n, 4, "mul_mv"),
+                         (wide_n, 5, "mul_mv_ext_r5"), (wide_n, 8, "mul_mv_ext_r4"), (16, 9, "mul_mm")]:
+        w = qmetal.GGMLWeight(np.zeros(n * 2 * 34, np.uint8), "Q8_0", (n, 64))
         x = qmetal.empty((m, 64), "float32")
-        plan = qmetal._core.plan_ggml_matmul(device, x, w._native, qmetal.empty((m, 16), "float32"), m, "automatic")
-        assert plan[0].kernel == f"ggml_{kernel}_q8_0_float32_float32", m
+        plan = qmetal._core.plan_ggml_matmul(device, x, w._native, qmetal.empty((m, n), "float32"), m, "automatic")
+        assert plan[0].kernel == f"ggml_{kernel}_q8_0_float32_float32", (n, m)
 
 
 MV_EXT_MAX_ROWS = 5  # x rows one mul_mv_ext threadgroup holds (csrc/core/ggml.cpp)
@@ -162,13 +166,14 @@ def test_small_batches_read_the_weights_in_fewest_passes(rng, m):
         w = qmetal.GGMLWeight(blocks, type_name, (n, k))
         x = rng.standard_normal((m, k)).astype(np.float32)
         plan = qmetal._core.plan_ggml_matmul(device, qmetal.asbuffer(x), w._native, qmetal.empty((m, n), "float32"),
-                                             m, "automatic")[0]
+                                             m, "mv_ext")[0]
         rows = int(plan.kernel.split("mul_mv_ext_r")[1].split("_")[0])
         passes = plan.grid[1]
         assert passes == -(-m // MV_EXT_MAX_ROWS) and rows <= MV_EXT_MAX_ROWS, (m, plan.kernel, plan.grid)
         assert 0 <= rows * passes - m < passes, (m, rows, passes)
-        assert_close(qmetal.matmul(x, w), x, oracle_dense(blocks, type_name, (n, k)), f"{type_name} M={m}",
-                     term_magnitudes(blocks, type_name, (n, k)))
+        for route in ("mv_ext", "automatic"):
+            assert_close(qmetal.matmul(x, w, route=route), x, oracle_dense(blocks, type_name, (n, k)),
+                         f"{type_name} M={m} {route}", term_magnitudes(blocks, type_name, (n, k)))
 
 
 # head_dim 14 is a multiple of none of the kernels' activation runs (4, 8
@@ -370,7 +375,7 @@ def test_bench_runs_ggml_formats():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "GGML Q8_0" in result.stdout and "all results checked" in result.stdout
     kernels = {line.split()[4] for line in result.stdout.splitlines() if line.startswith("40x128")}
-    assert kernels == {"mul_mv", "mul_mv_ext_r3", "mul_mm"}
+    assert kernels == {"mul_mv", "mul_mm"}  # M = 3: three mat-vecs in one grid
 
 
 def test_gguf_file_tensors_without_copies(rng, tmp_path):

@@ -84,17 +84,19 @@ def test_affine_routing_at_the_threshold():
     assert affine_kernel(MATMAT_ROWS, transpose=False).startswith(("affine_qmm_n_", "affine_qmm_n_split"))
 
 
-def ggml_kernel(M, K=256):
-    blocks = np.zeros(64 * (K // 32) * 34, np.uint8)
-    g = qmetal.GGMLWeight(blocks, "Q8_0", (64, K))
+def ggml_kernel(M, K=256, N=64):
+    blocks = np.zeros(N * (K // 32) * 34, np.uint8)
+    g = qmetal.GGMLWeight(blocks, "Q8_0", (N, K))
     x = qmetal.asbuffer(np.ones((M, K), np.float32))
-    y = qmetal.empty((M, 64), "float32")
+    y = qmetal.empty((M, N), "float32")
     return _core.plan_ggml_matmul(qmetal.default_device(), x, g._native, y, M, "automatic")[0].kernel
 
 
 def test_ggml_routing_at_the_thresholds():
     assert ggml_kernel(1).startswith("ggml_mul_mv_q8_0")
-    assert ggml_kernel(2).startswith("ggml_mul_mv_ext_")
-    assert ggml_kernel(GGML_EXT_ROWS).startswith("ggml_mul_mv_ext_")
+    assert ggml_kernel(2).startswith("ggml_mul_mv_q8_0")  # M mat-vecs in one grid
+    assert ggml_kernel(GGML_EXT_ROWS).startswith("ggml_mul_mv_q8_0")
+    assert ggml_kernel(GGML_EXT_ROWS, N=8192).startswith("ggml_mul_mv_ext_")  # a grid that fills the GPU
     assert ggml_kernel(GGML_EXT_ROWS + 1).startswith("ggml_mul_mm_")
-    assert ggml_kernel(GGML_EXT_ROWS + 1, K=32).startswith("ggml_mul_mv_ext_")  # too short for tiles
+    assert ggml_kernel(GGML_EXT_ROWS + 1, K=32).startswith("ggml_mul_mv_q8_0")  # too short for tiles
+    assert ggml_kernel(GGML_EXT_ROWS + 1, K=32, N=8192).startswith("ggml_mul_mv_ext_")

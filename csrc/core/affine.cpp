@@ -32,23 +32,9 @@ constexpr uint32_t kQvmColumnsPerThreadgroup = 32 * 8;
 constexpr uint32_t kTile = 32;
 constexpr uint32_t kTileThreads = 128;
 constexpr uint32_t kQuantizeThreads = 128;
-// Split-K: threadgroups that keep a GPU's cores busy when its core count is
-// unknown (a few per core on the largest Apple GPUs), per core when it is
-// known (MLX targets 512 on any GPU, about 6 per core of an Ultra), and the
-// least K a partition should get.
-constexpr uint64_t kTargetThreadgroups = 128;
-constexpr uint64_t kThreadgroupsPerCore = 6;
+// Split-K: the least K a partition should get.
 constexpr uint32_t kMinKPerPartition = 256;
 constexpr double kSplitMaxFill = 4.0 / 7.0;  // split only tiles filling at most this share of the target
-// Small batches (1 < M below the mat-mat threshold) run as M mat-vecs in one
-// grid, as MLX does, while M is at most kQmvRowsMax or that grid stays within
-// kQmvRowGridFill times the target: extra rows then fill idle cores and find
-// the weights in the GPU's cache. Beyond that, qmv_wide reads each weight
-// once for 4 rows. On the H200 (bench/README.md) M mat-vecs beat qmv_wide at
-// M = 2 and 4 on every Llama shape and at M = 8 where N is small; qmv_wide
-// won at M = 8 with K = 14336.
-constexpr uint32_t kQmvRowsMax = 4;
-constexpr uint64_t kQmvRowGridFill = 2;
 constexpr uint32_t kSumThreads = 256;
 constexpr uint32_t kPack = 8;
 
@@ -190,8 +176,7 @@ uint32_t affine_matmat_threshold(const Device& device) {
 }
 
 uint64_t affine_target_threadgroups(const Device& device) {
-  const uint32_t cores = device.capabilities().gpu_cores;
-  return cores ? cores * kThreadgroupsPerCore : kTargetThreadgroups;
+  return planning::target_threadgroups(device);
 }
 
 uint32_t affine_k_partitions(uint64_t tiles, uint32_t K, uint64_t target_threadgroups) {
@@ -280,7 +265,7 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
     } else if (!transpose) {
       const uint64_t threadgroups = uint64_t(ceil_div(N, kQvmColumnsPerThreadgroup)) * M * batch;
       route = affine_k_partitions(threadgroups, K, target) > 1 ? AffineRoute::qvm_split_k : AffineRoute::qvm;
-    } else if (M <= kQmvRowsMax || uint64_t(ceil_div(N, kQmvRowsPerThreadgroup)) * M * batch <= kQmvRowGridFill * target) {
+    } else if (planning::prefers_row_mat_vecs(M, uint64_t(ceil_div(N, kQmvRowsPerThreadgroup)) * batch, target)) {
       route = fast_ok ? AffineRoute::qmv_fast : AffineRoute::qmv;
     } else {
       route = AffineRoute::qmv_wide;

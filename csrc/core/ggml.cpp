@@ -28,7 +28,7 @@ constexpr uint32_t kMmRowsW = 64;
 constexpr uint32_t kMmRowsX = 32;
 constexpr uint32_t kMmThreads = 128;
 constexpr uint32_t kMmMinK = 64;         // llama.cpp's too: shorter rows do not pay for the tiles
-constexpr uint32_t kMvMaxBatch = 8;      // mul_mv_ext up to here, as llama.cpp
+constexpr uint32_t kMvMaxBatch = 8;      // mat-vecs (mul_mv rows or mul_mv_ext) up to here, as llama.cpp
 constexpr uint32_t kChunk = 16;
 constexpr uint32_t kDequantizeThreads = 128;
 constexpr uint32_t kMmK = 32;
@@ -158,9 +158,12 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
     if (row_list) {
       route = rows->rows ? GGMLRoute::mm_id : GGMLRoute::mv_id;
     } else {
-      route = args.M == 1 ? GGMLRoute::mv
-              : args.M <= kMvMaxBatch || K < kMmMinK ? GGMLRoute::mv_ext
-              : GGMLRoute::mm;
+      const uint64_t mv_threadgroups = ceil_div(N, kMvSimdgroups * w.type->mv_rows);
+      const bool mat_vecs = args.M <= kMvMaxBatch || K < kMmMinK;
+      route = !mat_vecs ? GGMLRoute::mm
+              : planning::prefers_row_mat_vecs(args.M, mv_threadgroups, planning::target_threadgroups(device))
+                  ? GGMLRoute::mv
+                  : GGMLRoute::mv_ext;
     }
     if (tensor_routes::preferred(device, x->dtype())) {
       if (route == GGMLRoute::mm) route = GGMLRoute::mm_tensor;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "qmetal/device.h"
 #include "qmetal/error.h"
 
 namespace qmetal::planning {
@@ -28,6 +29,30 @@ inline uint32_t checked_u32(int64_t value, const char* what) {
 inline bool prefers_sorted_rows(int64_t rows, int64_t experts, int64_t min_rows) {
   constexpr int64_t kMinRowsPerExpert = 16;
   return rows >= std::max(min_rows, kMinRowsPerExpert * experts);
+}
+
+// Threadgroups that keep a GPU's cores busy: a few per core when the core
+// count is known (MLX targets 512 on any GPU, about 6 per core of an
+// Ultra), else as many as the largest Apple GPUs want.
+inline uint64_t target_threadgroups(const Device& device) {
+  constexpr uint64_t kTargetThreadgroups = 128;
+  constexpr uint64_t kThreadgroupsPerCore = 6;
+  const uint32_t cores = device.capabilities().gpu_cores;
+  return cores ? cores * kThreadgroupsPerCore : kTargetThreadgroups;
+}
+
+// Small batches (1 < M below the mat-mat threshold): whether to run M
+// mat-vecs in one grid, as MLX does, rather than a kernel that reads each
+// weight once for several rows (qmv_wide, mul_mv_ext): while M is at most
+// kRowsMax, or that grid stays within kGridFill times the target, extra rows
+// fill idle cores and find the weights in the GPU's cache. On the H200
+// (bench/README.md) M mat-vecs beat the multi-row kernels at M = 2 and 4 on
+// every Llama shape (up to 1.5x), and at M = 8 where N is small; qmv_wide
+// won at M = 8 with K = 14336.
+inline bool prefers_row_mat_vecs(uint32_t M, uint64_t threadgroups_per_row, uint64_t target_threadgroups) {
+  constexpr uint32_t kRowsMax = 4;
+  constexpr uint64_t kGridFill = 2;
+  return M <= kRowsMax || threadgroups_per_row * M <= kGridFill * target_threadgroups;
 }
 
 }  // namespace qmetal::planning
