@@ -51,6 +51,12 @@ def run_dwq(args, device) -> int:
     rows = [int(v) for v in args.rows.split(",")] if args.rows else (SIM_DWQ_ROWS if simulated else DWQ_ROWS)
     dtype = numpy_dtype(args.dtype)
     mx = None if args.no_peers else _mlx()
+    if mx is not None and not simulated and not mx.metal.is_available():
+        # mlx's CPU backward at these shapes takes minutes per case (2.5 s
+        # per call at 1024 x 1024, M = 64, on a 2-core VM; 16 times the work
+        # at 4096 x 4096), and a CPU next to a GPU says nothing about either.
+        print(f"note: mlx {mx.__version__} has no GPU here (only {mx.default_device()}): not timed")
+        mx = None
     print(f"qmetal {qmetal.__version__} bench --dwq on {device.name} ({device.backend})")
     if simulated:
         print("note: this is the CPU simulator, not a GPU: shapes are scaled down and times say nothing about "
