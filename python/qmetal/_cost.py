@@ -253,7 +253,9 @@ GPU_LIKE = ["-mllvm", "-inline-threshold=100000", "-mllvm", "-unroll-threshold=1
 
 def compile_ir(source: str, include_dirs: list[str], clang: str) -> str:
     text = _generator.preprocess("cost_probes.metal", clang, include_dirs, source=source)
-    code = _generator.generate(text, "qmetal_cost_library", "cost_probes.metal")
+    # Each probe's own IR function is what gets counted: external linkage
+    # keeps it after clang inlines it into its entry point.
+    code = _generator.generate(text, "qmetal_cost_library", "cost_probes.metal", internal_kernels=False)
     with tempfile.TemporaryDirectory() as tmp:
         cpp = os.path.join(tmp, "probes.cpp")
         ll = os.path.join(tmp, "probes.ll")
