@@ -4,6 +4,8 @@ right answer. Numbers in the test names are the review's findings."""
 
 from __future__ import annotations
 
+import os
+import signal
 import struct
 
 import numpy as np
@@ -308,6 +310,34 @@ def test_8_far_out_of_bounds_and_small_threadgroup_memory(hostile):
     with pytest.raises(RuntimeError, match=r"past the end of \[\[threadgroup\(0\)\]\]"):
         hostile.launch("tile_write", [np.zeros(32, np.float32)], grid=(1,), threadgroup=(32,),
                        threadgroup_memory=[16])
+
+
+@pytest.mark.parametrize("faulthandler_first, address", [(True, 8), (False, 8), (True, 0x2FB430394DC24953)])
+def test_8_a_crash_outside_kernels_still_ends_the_process(tmp_path, faulthandler_first, address):
+    """A fault that no kernel made goes to the handler installed before the
+    simulator's (pytest's faulthandler) and then ends the process, in either
+    order of installation. A null-page fault (and any general-protection
+    fault, which reports address 0) once matched a free guard-page slot and
+    faulted again forever."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "crash.py"
+    script.write_text(textwrap.dedent(f"""
+        import ctypes, faulthandler, numpy as np, qmetal
+        if {faulthandler_first}:
+            faulthandler.enable()
+        qmetal.matmul(np.ones((1, 64), np.float32), qmetal.quantize(np.ones((8, 64), np.float32)))  # installs
+        faulthandler.enable()
+        print("crashing", flush=True)
+        ctypes.string_at({address})
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "QMETAL_BACKEND": "sim"})
+    assert "crashing" in result.stdout
+    assert result.returncode == -signal.SIGSEGV, (result.returncode, result.stderr[-2000:])
+    assert "Fatal Python error: Segmentation fault" in result.stderr
 
 
 def test_9_division_by_zero_does_not_kill_the_process(hostile):

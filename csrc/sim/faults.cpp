@@ -47,14 +47,23 @@ std::atomic<uint64_t> division_count{0};
 
 struct sigaction previous_segv, previous_bus, previous_fpe;
 
+// The address of the last fault passed on (below).
+std::atomic<uintptr_t> passed_on_address{0};
+
 // A fault that is not ours: the handler installed before ours, or the
 // default action (the instruction faults again and the process ends as it
-// would have without the simulator).
+// would have without the simulator). A previous handler that only reports
+// (Python's faulthandler under pytest) returns, or restores ours and raises
+// again, so the same access faults once more: that second time the default
+// action ends the process, rather than the two handlers taking turns forever.
 void pass_on(int signal, siginfo_t* info, void* context, const struct sigaction& previous) {
-  if (previous.sa_flags & SA_SIGINFO) {
-    if (previous.sa_sigaction != nullptr) return previous.sa_sigaction(signal, info, context);
-  } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN && previous.sa_handler != nullptr) {
-    return previous.sa_handler(signal);
+  const auto address = reinterpret_cast<uintptr_t>(info->si_addr);
+  if (passed_on_address.exchange(address, std::memory_order_relaxed) != address) {
+    if (previous.sa_flags & SA_SIGINFO) {
+      if (previous.sa_sigaction != nullptr) return previous.sa_sigaction(signal, info, context);
+    } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN && previous.sa_handler != nullptr) {
+      return previous.sa_handler(signal);
+    }
   }
   struct sigaction action {};
   action.sa_handler = SIG_DFL;
@@ -66,7 +75,10 @@ void on_segv(int signal, siginfo_t* info, void* context) {
   const auto address = reinterpret_cast<uintptr_t>(info->si_addr);
   const uintptr_t page_start = address & ~(uintptr_t(page()) - 1);
   for (Watch& w : watches) {
-    if (w.guard.load(std::memory_order_acquire) == page_start) {
+    // A free slot's guard is 0, the page of null-pointer faults and of every
+    // general-protection fault (a non-canonical address reports 0).
+    const uintptr_t guard = w.guard.load(std::memory_order_acquire);
+    if (guard != 0 && guard == page_start) {
       uintptr_t none = 0;
       w.first.compare_exchange_strong(none, address);
       mprotect(reinterpret_cast<void*>(page_start), page(), PROT_READ | PROT_WRITE);  // let the access complete
