@@ -48,7 +48,7 @@ std::atomic<uint64_t> division_count{0};
 struct sigaction previous_segv, previous_bus, previous_fpe;
 
 // The address of the last fault passed on (below).
-std::atomic<uintptr_t> passed_on_address{0};
+std::atomic<uintptr_t> passed_on_address{~uintptr_t(0)};  // none yet (0 is a fault address)
 
 // A fault that is not ours: the handler installed before ours, or the
 // default action (the instruction faults again and the process ends as it
