@@ -16,7 +16,7 @@ using namespace qmetal_args;
 
 namespace affine {
 
-constant constexpr int kPack = 8;  // codes per pack
+constant constexpr int kPack = int(kAffinePack);  // codes per pack
 
 // The bits of pack `pack` of a row whose packs start at `row`.
 template <int bits>
@@ -115,8 +115,8 @@ inline uint batch_count(constant AffineMatmulArgs& args) {
 
 // --- mat-vec, transposed weights ---------------------------------------------------
 
-constant constexpr int kQmvSimdgroups = 2;
-constant constexpr int kQmvRowsPerSimdgroup = 4;
+constant constexpr int kQmvSimdgroups = int(kAffineQmvSimdgroups);
+constant constexpr int kQmvRowsPerSimdgroup = int(kAffineQmvRowsPerSimdgroup);
 
 // Each simdgroup owns kQmvRowsPerSimdgroup rows of w; per step lane l reads
 // the words of step l, l + 32, ... of each row (WordStep: 16 or 32 codes,
@@ -175,7 +175,7 @@ void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_
 
 // --- mat-vec, weights not transposed (w [K, N], groups along N) -----------------------
 
-constant constexpr int kQvmSimdgroups = 4;
+constant constexpr int kQvmSimdgroups = int(kAffineQvmSimdgroups);
 // Floats of the partial sums the simdgroups add in threadgroup memory.
 constant constexpr int kQvmPartials = kQvmSimdgroups * kSimdWidth * kPack;
 
@@ -233,7 +233,7 @@ void qvm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
 
 constant constexpr int kTile = tile::kK;     // rows of x, rows of w and K per step
 constant constexpr int kTileStride = kTile + 4;  // padded rows spread threadgroup-memory banks
-constant constexpr int kTileThreads = 128;   // 4 simdgroups, each a 16 x 16 quarter
+constant constexpr int kTileThreads = int(kAffineTileThreads);  // 4 simdgroups, each a 16 x 16 quarter
 constant constexpr int kLoadsPerThread = kTile * kTile / kTileThreads;  // one pack each
 // Floats of one staged tile (x or w); kernels declare two (MSL allows
 // threadgroup variables only in kernels, so helpers take pointers).

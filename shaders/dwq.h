@@ -152,7 +152,7 @@ void grads(constant DwqGroupArgs& args, const device T* dw, const device uint8_t
 
 constant constexpr int kTile = tile::kK;          // 32 rows of D, 32 columns, 32 rows of A / B per step
 constant constexpr int kTileStride = kTile + 4;   // padded rows spread threadgroup-memory banks
-constant constexpr int kTileThreads = 128;        // 4 simdgroups, each a 16 x 16 quarter of D
+constant constexpr int kTileThreads = int(kDwqTileThreads);  // 4 simdgroups, each a 16 x 16 quarter of D
 constant constexpr int kThreadsPerRow = kTile / kPack;  // threads that load one tile row, a pack each
 constant constexpr int kTileFloats = kTile * kTileStride;
 

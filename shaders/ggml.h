@@ -22,7 +22,7 @@ using namespace qmetal_args;
 
 namespace ggml {
 
-constant constexpr int kChunk = 16;  // values one dequantize() call yields
+constant constexpr int kChunk = int(kGGMLChunk);  // values one dequantize() call yields
 
 // --- block structs (little-endian, as in ggml-common.h) ----------------------------------
 
@@ -655,7 +655,7 @@ inline void read_x(constant GGMLMatmulArgs& args, const device T* x, uint m, uin
 
 // --- mat-vec and small batch ---------------------------------------------------------
 
-constant constexpr int kMvSimdgroups = 2;
+constant constexpr int kMvSimdgroups = int(kGGMLMvSimdgroups);
 
 // Each simdgroup owns `rows` rows of w; lane l takes parts l, l + 32, ... of
 // each (counted over the row), loads the activations of a part once for its
@@ -716,11 +716,11 @@ void mul_mv(constant GGMLMatmulArgs& args, const device T* x, const device uint8
 
 // --- tiled mat-mat: 64 rows of w x 32 rows of x per threadgroup -------------------------
 
-constant constexpr int kMmRowsW = 64;
-constant constexpr int kMmRowsX = 32;
+constant constexpr int kMmRowsW = int(kGGMLMmRowsW);
+constant constexpr int kMmRowsX = int(kGGMLMmRowsX);
 constant constexpr int kMmStride = tile::kK + 4;  // padded rows spread threadgroup-memory banks
 constant constexpr int kMmOutStride = kMmRowsW + 4;  // the staged 32 x 64 result, in the w tile's memory
-constant constexpr int kMmThreads = 128;          // 4 simdgroups: 2 (x rows) x 2 (w rows)
+constant constexpr int kMmThreads = int(kGGMLMmThreads);  // 4 simdgroups: 2 (x rows) x 2 (w rows)
 constant constexpr int kMmXValues = kMmRowsX * tile::kK / kMmThreads;  // x values one thread stages per step
 // The staged tiles, in floats; kernels declare them (MSL allows threadgroup
 // variables only in kernels) and mul_mm takes pointers.

@@ -23,6 +23,32 @@ QMETAL_CONSTEXPR uint32_t kSimdWidth = 32;
 // number; more than this are folded by the host where contiguous).
 QMETAL_CONSTEXPR uint32_t kMaxBatchDims = 4;
 
+// --- Kernel geometry: what the host's grids must agree on with the shaders ---------
+// (each shader header derives its own constants from these)
+
+// Every tiled kernel (affine qmm, GGML mul_mm, DWQ; shaders/tile.h) steps K by this.
+QMETAL_CONSTEXPR uint32_t kTileK = 32;
+
+// shaders/affine.h: codes per pack; mat-vec simdgroups per threadgroup and
+// weight rows per simdgroup; qvm simdgroups (they split K); the 32 x 32
+// tiles' threads (4 simdgroups, each a 16 x 16 quarter).
+QMETAL_CONSTEXPR uint32_t kAffinePack = 8;
+QMETAL_CONSTEXPR uint32_t kAffineQmvSimdgroups = 2;
+QMETAL_CONSTEXPR uint32_t kAffineQmvRowsPerSimdgroup = 4;
+QMETAL_CONSTEXPR uint32_t kAffineQvmSimdgroups = 4;
+QMETAL_CONSTEXPR uint32_t kAffineTileThreads = 128;
+
+// shaders/ggml.h: values one dequantize() call yields; mat-vec simdgroups per
+// threadgroup; the mul_mm tile (rows of w x rows of x) and its threads.
+QMETAL_CONSTEXPR uint32_t kGGMLChunk = 16;
+QMETAL_CONSTEXPR uint32_t kGGMLMvSimdgroups = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLMmRowsW = 64;
+QMETAL_CONSTEXPR uint32_t kGGMLMmRowsX = 32;
+QMETAL_CONSTEXPR uint32_t kGGMLMmThreads = 128;
+
+// shaders/dwq.h: the fused gradient's tile threads (4 simdgroups).
+QMETAL_CONSTEXPR uint32_t kDwqTileThreads = 128;
+
 // --- MLX affine ----------------------------------------------------------------
 
 // Activation rows one threadgroup of affine_qmv_wide_r<rows> takes: small

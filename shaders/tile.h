@@ -5,12 +5,14 @@
 
 #include <metal_stdlib>
 
+#include "qmetal_args.h"
+
 using namespace metal;
 
 namespace tile {
 
 constant constexpr int kFrag = 8;  // simdgroup_matrix side
-constant constexpr int kK = 32;    // K per step of every tiled kernel
+constant constexpr int kK = int(qmetal_args::kTileK);  // K per step of every tiled kernel
 
 // acc (a simdgroup's frags_m x frags_n block of 8x8 results, at rows frag_m
 // and columns frag_n of the output tile) += xs * ws over one K step. xs

@@ -24,19 +24,20 @@ using qmetal_args::kMaxBatchDims;
 using qmetal_args::kQmvWideRowsLarge;
 using qmetal_args::kQmvWideRowsSmall;
 
-// Threads per threadgroup of each kernel family (see shaders/affine.h).
-constexpr uint32_t kQmvThreads = 64;           // 2 simdgroups
-constexpr uint32_t kQmvRowsPerThreadgroup = 8;  // 4 rows per simdgroup
-constexpr uint32_t kQvmThreads = 128;          // 4 simdgroups split K
-constexpr uint32_t kQvmColumnsPerThreadgroup = 32 * 8;
-constexpr uint32_t kTile = 32;
-constexpr uint32_t kTileThreads = 128;
-constexpr uint32_t kQuantizeThreads = 128;
+// The kernels' geometry (qmetal_args.h, shared with shaders/affine.h).
+using qmetal_args::kSimdWidth;
+constexpr uint32_t kQmvThreads = kSimdWidth * qmetal_args::kAffineQmvSimdgroups;
+constexpr uint32_t kQmvRowsPerThreadgroup = qmetal_args::kAffineQmvSimdgroups * qmetal_args::kAffineQmvRowsPerSimdgroup;
+constexpr uint32_t kQvmThreads = kSimdWidth * qmetal_args::kAffineQvmSimdgroups;
+constexpr uint32_t kQvmColumnsPerThreadgroup = kSimdWidth * qmetal_args::kAffinePack;  // a pack per lane
+constexpr uint32_t kTile = qmetal_args::kTileK;  // 32 x 32 tiles
+constexpr uint32_t kTileThreads = qmetal_args::kAffineTileThreads;
+constexpr uint32_t kPack = qmetal_args::kAffinePack;
+constexpr uint32_t kQuantizeThreads = 128;  // one thread per group or pack: any width
 // Split-K: the least K a partition should get.
 constexpr uint32_t kMinKPerPartition = 256;
 constexpr double kSplitMaxFill = 4.0 / 7.0;  // split only tiles filling at most this share of the target
-constexpr uint32_t kSumThreads = 256;
-constexpr uint32_t kPack = 8;
+constexpr uint32_t kSumThreads = 256;  // one thread per output: any width
 
 bool contains(const int* first, const int* last, int value) { return std::find(first, last, value) != last; }
 

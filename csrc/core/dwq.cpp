@@ -18,8 +18,8 @@ namespace {
 
 // Threads of the kernels (see shaders/dwq.h).
 constexpr uint32_t kGroupThreads = 256;
-constexpr uint32_t kTile = 32;
-constexpr uint32_t kTileThreads = 128;
+constexpr uint32_t kTile = qmetal_args::kTileK;  // the fused gradient's tiles (shaders/dwq.h)
+constexpr uint32_t kTileThreads = qmetal_args::kDwqTileThreads;
 
 bool is_power_of_two(int v) { return v > 0 && (v & (v - 1)) == 0; }
 

@@ -16,22 +16,22 @@ using planning::checked_u32;
 
 namespace {
 
-// Geometry of the kernels (shaders/ggml.h).
-constexpr uint32_t kMvSimdgroups = 2;
-constexpr uint32_t kMvThreads = 32 * kMvSimdgroups;
+// Geometry of the kernels (qmetal_args.h, shared with shaders/ggml.h).
+constexpr uint32_t kMvSimdgroups = qmetal_args::kGGMLMvSimdgroups;
+constexpr uint32_t kMvThreads = qmetal_args::kSimdWidth * kMvSimdgroups;
 // mul_mv_ext holds up to this many x rows per threadgroup (llama.cpp's
 // r1ptg is 2..5 too): each row adds kPart floats of pre-scaled activations
 // and `mv_rows` accumulators per lane, so more would cut occupancy (audit F6).
 constexpr uint32_t kMvExtMinRows = 2;
 constexpr uint32_t kMvExtMaxRows = 5;
-constexpr uint32_t kMmRowsW = 64;
-constexpr uint32_t kMmRowsX = 32;
-constexpr uint32_t kMmThreads = 128;
+constexpr uint32_t kMmRowsW = qmetal_args::kGGMLMmRowsW;
+constexpr uint32_t kMmRowsX = qmetal_args::kGGMLMmRowsX;
+constexpr uint32_t kMmThreads = qmetal_args::kGGMLMmThreads;
 constexpr uint32_t kMmMinK = 64;         // llama.cpp's too: shorter rows do not pay for the tiles
 constexpr uint32_t kMvMaxBatch = 8;      // mat-vecs (mul_mv rows or mul_mv_ext) up to here, as llama.cpp
-constexpr uint32_t kChunk = 16;
+constexpr uint32_t kChunk = qmetal_args::kGGMLChunk;
 constexpr uint32_t kDequantizeThreads = 128;
-constexpr uint32_t kMmK = 32;
+constexpr uint32_t kMmK = qmetal_args::kTileK;  // K per mul_mm step
 
 // x rows per mul_mv_ext threadgroup for M rows: the fewest passes over the
 // weights (each pass reads all of w), then rows spread evenly over them, so
