@@ -135,13 +135,15 @@ def test_ggml_mul_mm_tensor_against_gguf_reference_and_mul_mm(rng, type_name, dt
     assert np.all(np.abs(y - plain) <= limit + np.abs(plain - expected) + FP32_ROUNDOFF * np.abs(expected))
 
 
-def test_ggml_head_major_input(rng):
-    heads, M, head_dim, N = 4, 40, 64, 37
+# head_dim 14: a thread's 16 staged x values cross from one head into the next.
+@pytest.mark.parametrize("type_name, heads, head_dim", [("Q4_K", 4, 64), ("Q8_0", 16, 14)])
+def test_ggml_head_major_input(rng, type_name, heads, head_dim):
+    M, N = 40, 37
     K = heads * head_dim
     w = random_weights(rng, (N, K), np.float32)
-    blocks = ref.ggml_quantize(w, "Q4_K")
-    weight = qmetal.GGMLWeight(blocks, "Q4_K", (N, K))
-    w_dense = ref.ggml_dequantize(blocks, "Q4_K", (N, K)).astype(np.float64)
+    blocks = ref.ggml_quantize(w, type_name)
+    weight = qmetal.GGMLWeight(blocks, type_name, (N, K))
+    w_dense = ref.ggml_dequantize(blocks, type_name, (N, K)).astype(np.float64)
     attn = rng.standard_normal((heads, M, head_dim)).astype(np.float16)
     y = qmetal.matmul(attn, weight, heads_first=True, route="mm_tensor")
     x = np.ascontiguousarray(attn.transpose(1, 0, 2)).reshape(M, K)

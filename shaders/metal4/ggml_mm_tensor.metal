@@ -15,15 +15,6 @@ constant constexpr int kWChunks = kRowsW * kK / ggml::kChunk;        // dequanti
 static_assert(kK % kXPerThread == 0 && kK % ggml::kChunk == 0, "staging covers whole rows");
 static_assert(kWChunks <= kThreads, "one chunk of w per thread at most");
 
-// x[m, k] as GGMLMatmulArgs lays it out: row-major, or head-major
-// [K / x_head_dim, x_rows, x_head_dim].
-template <typename T>
-inline T x_value(constant GGMLMatmulArgs& args, const device T* x, uint m, uint k) {
-  if (args.x_head_dim == 0) return x[ulong(m) * args.K + k];
-  const uint head = k / args.x_head_dim, d = k % args.x_head_dim;
-  return x[(ulong(head) * args.x_rows + m) * args.x_head_dim + d];
-}
-
 // With `sorted`, tile row z is row z of a sorted MoE list (x row lhs[z],
 // expert rhs[z], output row rows_out[z]); the tile walks the runs of equal
 // experts, each run's x rows staged with the others zero.
@@ -60,9 +51,15 @@ void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8
     const uint x_source = sorted && x_live ? lhs[m] : m;
     for (uint k0 = 0; k0 < K; k0 += kK) {
       threadgroup_barrier(mem_flags::mem_threadgroup);  // the previous op is done with the tiles
-      for (int j = 0; j < kXPerThread; ++j) {
-        xs[x_row * kK + x_col + j] = x_live ? x_value(args, x, x_source, k0 + x_col + j) : T(0.0f);
+      // x as ggml::read_x reads it (row-major or head-major, one division
+      // per run rather than per value); T -> float -> T is exact.
+      float x_values[kXPerThread];
+      if (x_live) {
+        ggml::read_x<kXPerThread>(args, x, x_source, k0 + x_col, x_values);
+      } else {
+        for (int j = 0; j < kXPerThread; ++j) x_values[j] = 0.0f;
       }
+      for (int j = 0; j < kXPerThread; ++j) xs[x_row * kK + x_col + j] = T(x_values[j]);
       if (stages_w) {
         float v[ggml::kChunk];
         if (tile_n + w_row < N) {
