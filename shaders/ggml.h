@@ -118,19 +118,19 @@ struct dense_parts {
 // values: per block; mv_rows: rows of w per simdgroup in mul_mv (as
 // llama.cpp picks them: fewer for types whose blocks take longer to decode).
 template <typename B> struct traits;
-template <> struct traits<block_q4_0> : legacy_parts { static constant constexpr int values = 32, mv_rows = 4; };
-template <> struct traits<block_q4_1> : legacy_parts { static constant constexpr int values = 32, mv_rows = 4; };
-template <> struct traits<block_q5_0> : legacy_parts { static constant constexpr int values = 32, mv_rows = 4; };
-template <> struct traits<block_q5_1> : legacy_parts { static constant constexpr int values = 32, mv_rows = 4; };
-template <> struct traits<block_q8_0> : q8_parts { static constant constexpr int values = 32, mv_rows = 2; };
-template <> struct traits<block_q2_K> : k_two_bit_parts { static constant constexpr int values = 256, mv_rows = 2; };
-template <> struct traits<block_q3_K> : k_two_bit_parts { static constant constexpr int values = 256, mv_rows = 2; };
-template <> struct traits<block_q4_K> : k_nibble_parts { static constant constexpr int values = 256, mv_rows = 2; };
-template <> struct traits<block_q5_K> : k_nibble_parts { static constant constexpr int values = 256, mv_rows = 1; };
-template <> struct traits<block_q6_K> : q6_k_parts { static constant constexpr int values = 256, mv_rows = 2; };
-template <> struct traits<block_f32> : dense_parts { static constant constexpr int values = 16, mv_rows = 4; };
-template <> struct traits<block_f16> : dense_parts { static constant constexpr int values = 16, mv_rows = 4; };
-template <> struct traits<block_bf16> : dense_parts { static constant constexpr int values = 16, mv_rows = 4; };
+template <> struct traits<block_q4_0> : legacy_parts { static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ4_0); };
+template <> struct traits<block_q4_1> : legacy_parts { static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ4_1); };
+template <> struct traits<block_q5_0> : legacy_parts { static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ5_0); };
+template <> struct traits<block_q5_1> : legacy_parts { static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ5_1); };
+template <> struct traits<block_q8_0> : q8_parts { static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ8_0); };
+template <> struct traits<block_q2_K> : k_two_bit_parts { static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ2_K); };
+template <> struct traits<block_q3_K> : k_two_bit_parts { static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ3_K); };
+template <> struct traits<block_q4_K> : k_nibble_parts { static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ4_K); };
+template <> struct traits<block_q5_K> : k_nibble_parts { static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ5_K); };
+template <> struct traits<block_q6_K> : q6_k_parts { static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ6_K); };
+template <> struct traits<block_f32> : dense_parts { static constant constexpr int values = 16, mv_rows = int(kGGMLMvRowsF32); };
+template <> struct traits<block_f16> : dense_parts { static constant constexpr int values = 16, mv_rows = int(kGGMLMvRowsF16); };
+template <> struct traits<block_bf16> : dense_parts { static constant constexpr int values = 16, mv_rows = int(kGGMLMvRowsBF16); };
 
 // Format constants.
 constant constexpr float kQ4Offset = 8.0f;   // Q4_0 codes are stored + 8

@@ -46,6 +46,23 @@ QMETAL_CONSTEXPR uint32_t kGGMLMmRowsW = 64;
 QMETAL_CONSTEXPR uint32_t kGGMLMmRowsX = 32;
 QMETAL_CONSTEXPR uint32_t kGGMLMmThreads = 128;
 
+// Rows of w per simdgroup in mul_mv / mul_mv_ext, per type (traits<B>::mv_rows
+// in shaders/ggml.h, GGMLType::mv_rows on the host): fewer for types whose
+// parts carry more per-lane state.
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ4_0 = 4;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ4_1 = 4;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ5_0 = 4;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ5_1 = 4;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ8_0 = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ2_K = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ3_K = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ4_K = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ5_K = 1;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ6_K = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsF32 = 4;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsF16 = 4;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsBF16 = 4;
+
 // shaders/dwq.h: the fused gradient's tile threads (4 simdgroups).
 QMETAL_CONSTEXPR uint32_t kDwqTileThreads = 128;
 

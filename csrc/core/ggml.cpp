@@ -50,12 +50,15 @@ std::string lower(std::string_view s) {
 }  // namespace
 
 const std::vector<GGMLType>& ggml_types() {
+  using namespace qmetal_args;
   static const std::vector<GGMLType> types = {
-      {"Q4_0", "q4_0", 2, 32, 18, 4},     {"Q4_1", "q4_1", 3, 32, 20, 4},    {"Q5_0", "q5_0", 6, 32, 22, 4},
-      {"Q5_1", "q5_1", 7, 32, 24, 4},     {"Q8_0", "q8_0", 8, 32, 34, 2},    {"Q2_K", "q2_k", 10, 256, 84, 2},
-      {"Q3_K", "q3_k", 11, 256, 110, 2},  {"Q4_K", "q4_k", 12, 256, 144, 2}, {"Q5_K", "q5_k", 13, 256, 176, 1},
-      {"Q6_K", "q6_k", 14, 256, 210, 2},  {"F32", "f32", 0, 16, 64, 4},      {"F16", "f16", 1, 16, 32, 4},
-      {"BF16", "bf16", 30, 16, 32, 4},
+      {"Q4_0", "q4_0", 2, 32, 18, kGGMLMvRowsQ4_0},       {"Q4_1", "q4_1", 3, 32, 20, kGGMLMvRowsQ4_1},
+      {"Q5_0", "q5_0", 6, 32, 22, kGGMLMvRowsQ5_0},       {"Q5_1", "q5_1", 7, 32, 24, kGGMLMvRowsQ5_1},
+      {"Q8_0", "q8_0", 8, 32, 34, kGGMLMvRowsQ8_0},       {"Q2_K", "q2_k", 10, 256, 84, kGGMLMvRowsQ2_K},
+      {"Q3_K", "q3_k", 11, 256, 110, kGGMLMvRowsQ3_K},    {"Q4_K", "q4_k", 12, 256, 144, kGGMLMvRowsQ4_K},
+      {"Q5_K", "q5_k", 13, 256, 176, kGGMLMvRowsQ5_K},    {"Q6_K", "q6_k", 14, 256, 210, kGGMLMvRowsQ6_K},
+      {"F32", "f32", 0, 16, 64, kGGMLMvRowsF32},          {"F16", "f16", 1, 16, 32, kGGMLMvRowsF16},
+      {"BF16", "bf16", 30, 16, 32, kGGMLMvRowsBF16},
   };
   return types;
 }
