@@ -94,6 +94,13 @@ def affine_routes(report, device, rng):
             report.close_to(what, qmetal.gather_matmul(x, w, rhs_indices=ids, route=route, device=device), expected)
         except Exception as error:  # noqa: BLE001
             report.error(what, error)
+        what += ", ids read on the device"  # qmm_sorted: sorted there by gather_sort
+        try:
+            with qmetal.Stream(device) as stream:
+                y = qmetal.gather_matmul(x, w, rhs_indices=ids, route=route, stream=stream)
+            report.close_to(what, y, expected)
+        except Exception as error:  # noqa: BLE001
+            report.error(what, error)
 
 
 def ggml_routes(report, device, rng):
@@ -120,6 +127,25 @@ def ggml_routes(report, device, rng):
         what = f"ggml gather {route:<6} Q4_K  float16"
         try:
             report.close_to(what, qmetal.gather_matmul(x, w, rhs_indices=ids, route=route, device=device), expected)
+        except Exception as error:  # noqa: BLE001
+            report.error(what, error)
+        # On a stream the ids are read by the GPU (gather_rows / gather_sort
+        # make the row lists there), and a bad one fails at synchronize.
+        what = f"ggml gather {route:<6} Q4_K  float16, ids read on the device"
+        try:
+            with qmetal.Stream(device) as stream:
+                y = qmetal.gather_matmul(x, w, rhs_indices=ids, route=route, stream=stream)
+            report.close_to(what, y, expected)
+            bad = ids.copy()
+            bad[3, 1] = experts
+            stream = qmetal.Stream(device)
+            y = qmetal.gather_matmul(x, w, rhs_indices=bad, route=route, stream=stream)
+            try:
+                stream.synchronize()
+                report.check(False, what + ", an out-of-range id", "no error at synchronize")
+            except ValueError as error:
+                report.check("rhs_indices" in str(error) and bool(np.isnan(y[3, 1]).all()),
+                             what + ", an out-of-range id", str(error))
         except Exception as error:  # noqa: BLE001
             report.error(what, error)
 
