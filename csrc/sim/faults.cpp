@@ -206,23 +206,32 @@ void prepare_thread() {
 GuardedBlock map_guarded(size_t bytes, bool guard_below) {
   GuardedBlock block;
   const size_t usable = round_up_pages(bytes == 0 ? 1 : bytes);
-  block.mapped = usable + page();
-  void* mapping = mmap(nullptr, block.mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mapping == MAP_FAILED) throw std::bad_alloc();
-  block.mapping = mapping;
-  char* base = static_cast<char*>(mapping);
   if (guard_below) {
+    block.mapped = usable + page();
+    void* mapping = mmap(nullptr, block.mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapping == MAP_FAILED) throw std::bad_alloc();
+    block.mapping = block.reservation = mapping;
+    char* base = static_cast<char*>(mapping);
     mprotect(base, page(), PROT_NONE);
     block.end = base + block.mapped;
-  } else {
-    block.end = base + usable;
-    mprotect(block.end, page(), PROT_NONE);
+    return block;
   }
+  // [far guard][usable][watched guard page][far guard], all but usable PROT_NONE.
+  block.mapped = kFarGuardBytes + usable + page() + kFarGuardBytes;
+  void* reservation = mmap(nullptr, block.mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (reservation == MAP_FAILED) throw std::bad_alloc();
+  block.reservation = reservation;
+  block.mapping = static_cast<char*>(reservation) + kFarGuardBytes;
+  if (mprotect(block.mapping, usable, PROT_READ | PROT_WRITE) != 0) {
+    munmap(reservation, block.mapped);
+    throw std::bad_alloc();
+  }
+  block.end = static_cast<char*>(block.mapping) + usable;
   return block;
 }
 
 void unmap(GuardedBlock& block) {
-  if (block.mapping != nullptr) munmap(block.mapping, block.mapped);
+  if (block.reservation != nullptr) munmap(block.reservation, block.mapped);
   block = GuardedBlock{};
 }
 

@@ -21,10 +21,16 @@ void install();
 void prepare_thread();
 
 // Memory with a PROT_NONE page right after `bytes` usable bytes (rounded up
-// to whole pages); `end` is where the guard page starts.
+// to whole pages); `end` is where the guard page starts. Without
+// guard_below, kFarGuardBytes of PROT_NONE address space also lie before
+// the block and after its guard page, so that an access far past either
+// end (a grid larger than the buffer) faults rather than landing in
+// another mapping; `mapping` is the usable start, `reservation` the whole.
+inline constexpr size_t kFarGuardBytes = size_t(1) << 20;
 struct GuardedBlock {
   void* mapping = nullptr;
-  size_t mapped = 0;
+  void* reservation = nullptr;
+  size_t mapped = 0;  // bytes of the reservation
   char* end = nullptr;
 };
 GuardedBlock map_guarded(size_t bytes, bool guard_below = false);
