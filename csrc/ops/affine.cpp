@@ -77,13 +77,8 @@ BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const Q
   // kernels read them and gather_check reports bad ones at synchronize().
   // Without one they are read, checked and sorted here, before any work.
   const bool indices_on_device = stream != nullptr;
-  Indices lhs, rhs;
-  if (!indices_on_device) {
-    lhs = indices_from(lhs_indices, x_batch, shape_size(x_batch), "lhs_indices");
-    rhs = indices_from(rhs_indices, w_batch, shape_size(w_batch), "rhs_indices");
-  }
-  const Shape batch = broadcast_shapes(lhs_indices ? lhs_indices->shape() : x_batch,
-                                       rhs_indices ? rhs_indices->shape() : w_batch, "lhs_indices", "rhs_indices");
+  const GatherIndexLists lists = gather_index_lists(lhs_indices, rhs_indices, x_batch, w_batch, indices_on_device);
+  const Shape& batch = lists.batch;
   Shape shape = batch;
   shape.push_back(xs[xs.size() - 2]);
   shape.push_back(N);
@@ -116,7 +111,7 @@ BufferPtr affine_gather_matmul(const Device& device, const BufferPtr& x, const Q
                        static_cast<uint32_t>(w_count), stream);
     return y;
   }
-  BufferPtr lhs_flat = broadcast_to(lhs, batch), rhs_flat = broadcast_to(rhs, batch);
+  BufferPtr lhs_flat = broadcast_to(lists.lhs, batch), rhs_flat = broadcast_to(lists.rhs, batch);
   const auto* experts = static_cast<const uint32_t*>(rhs_flat->data());
   if (sorted_indices && !std::is_sorted(experts, experts + matrices)) {
     value_error("rhs_indices: sorted_indices=True, but the indices are not sorted");

@@ -81,6 +81,26 @@ inline BufferPtr broadcast_to(const Indices& a, const Shape& shape) {
   return out;
 }
 
+// The index lists of a gather (MoE) op: their broadcast batch and, unless
+// the kernels read them on the device (a stream: an earlier op may still be
+// writing them), their values, read and range-checked here.
+struct GatherIndexLists {
+  Shape batch;
+  Indices lhs, rhs;  // empty when read on the device
+};
+
+inline GatherIndexLists gather_index_lists(const BufferPtr& lhs_indices, const BufferPtr& rhs_indices,
+                                           const Shape& x_batch, const Shape& w_batch, bool read_on_device) {
+  GatherIndexLists lists;
+  if (!read_on_device) {
+    lists.lhs = indices_from(lhs_indices, x_batch, shape_size(x_batch), "lhs_indices");
+    lists.rhs = indices_from(rhs_indices, w_batch, shape_size(w_batch), "rhs_indices");
+  }
+  lists.batch = broadcast_shapes(lhs_indices ? lhs_indices->shape() : x_batch,
+                                 rhs_indices ? rhs_indices->shape() : w_batch, "lhs_indices", "rhs_indices");
+  return lists;
+}
+
 // Index lists an op on a stream hands to its kernels without reading them
 // (an earlier op on the stream may still be writing them): 32-bit integers
 // (int32 reads as a huge uint32 when negative, which the kernels' checks

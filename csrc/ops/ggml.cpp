@@ -125,13 +125,8 @@ BufferPtr ggml_gather_matmul(const Device& device, const BufferPtr& x, const GGM
   // kernels read them and gather_check reports bad ones at synchronize().
   // Without one they are read, checked and sorted here, before any work.
   const bool indices_on_device = stream != nullptr;
-  Indices lhs, rhs;
-  if (!indices_on_device) {
-    lhs = indices_from(lhs_indices, x_batch, x_count, "lhs_indices");
-    rhs = indices_from(rhs_indices, w_batch, w_count, "rhs_indices");
-  }
-  const Shape batch = broadcast_shapes(lhs_indices ? lhs_indices->shape() : x_batch,
-                                       rhs_indices ? rhs_indices->shape() : w_batch, "lhs_indices", "rhs_indices");
+  const GatherIndexLists lists = gather_index_lists(lhs_indices, rhs_indices, x_batch, w_batch, indices_on_device);
+  const Shape& batch = lists.batch;
   const uint32_t M = planning::checked_u32(xs[xs.size() - 2], "x's M");
   planning::checked_u32(shape_size(xs) / xs.back(), "the rows of x");
   Shape shape = batch;
@@ -158,7 +153,7 @@ BufferPtr ggml_gather_matmul(const Device& device, const BufferPtr& x, const GGM
                        static_cast<uint32_t>(w_count), stream);
     return y;
   }
-  const BufferPtr lhs_flat = broadcast_to(lhs, batch), rhs_flat = broadcast_to(rhs, batch);
+  const BufferPtr lhs_flat = broadcast_to(lists.lhs, batch), rhs_flat = broadcast_to(lists.rhs, batch);
   run_rows(device, x, w, y, static_cast<const uint32_t*>(lhs_flat->data()),
            static_cast<const uint32_t*>(rhs_flat->data()), lhs_flat->size(), M, w_count, route, stream);
   return y;
