@@ -7,6 +7,7 @@
 #   bench/cuda_gpu.sh test      OUT   # the kernel test routes on QMETAL_BACKEND=cuda
 #   bench/cuda_gpu.sh sanitize  OUT   # compute-sanitizer memcheck, racecheck, synccheck
 #   bench/cuda_gpu.sh bench     OUT NAME [OPTIONS]  # python -m qmetal bench --backend cuda OPTIONS > OUT/bench_NAME.txt
+#   bench/cuda_gpu.sh profile   OUT NAME REGEX [OPTIONS]  # the bench under Nsight Compute, kernels matching REGEX
 #
 # Wheels in .whl/ (mlx, mlx-cpu, gguf for a machine without network) are
 # installed into /tmp/site first. Logs go to OUT.
@@ -91,5 +92,20 @@ qmetal.quantize(np.zeros((4, 64), np.float32), 7, 64)" 2>&1 | grep -E "^#|signal
     echo "bench $name ($*) rc=$?"
     cat "$out/bench_$name.txt"
     tail -5 "$out/bench_$name.err"
+    ;;
+  profile)
+    # profile OUT NAME REGEX [bench options...]: every launch of the kernels
+    # matching REGEX (ours and the peers') under ncu, in OUT/ncu_NAME.txt.
+    # The clocks stay as they are (--clock-control none); ncu flushes caches
+    # before each replay, as the bench does.
+    name=$3 regex=$4
+    shift 4
+    timeout ${PROFILE_TIMEOUT:-300} ncu --clock-control none -k "regex:$regex" --launch-count ${PROFILE_LAUNCHES:-40} \
+      --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
+      --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+      python3 -m qmetal bench --backend cuda --repeat 1 "$@" > "$out/ncu_$name.txt" 2>"$out/ncu_$name.err"
+    echo "profile $name ($regex; $*) rc=$?"
+    grep -E "^  [a-z_].*\(|Duration|Achieved Occupancy|Issue Slots Busy|Memory Throughput|Registers Per" "$out/ncu_$name.txt" | head -60
+    tail -3 "$out/ncu_$name.err"
     ;;
 esac

@@ -8,6 +8,7 @@
 
 #include <metal_stdlib>
 
+#include "mat_vec.h"
 #include "qmetal_args.h"
 #include "tile.h"
 
@@ -36,12 +37,11 @@ inline void unpack(const device uint8_t* row, uint pack, thread float* q) {
 
 // --- the decode inner loop: 32-bit words, codes masked in place -------------------------
 
-// What one lane decodes per step: the fewest codes, at least 16 (two packs,
-// as MLX's qmv), whose bits fill whole 32-bit words, so every load is an
+// What one lane decodes per step (affine_step_values): every load is an
 // aligned word (rows start on words: K is a multiple of 32).
 template <int bits>
 struct WordStep {
-  static constant constexpr int values = bits % 2 == 0 ? 16 : 32;
+  static constant constexpr int values = int(affine_step_values(bits));
   static constant constexpr int words = values * bits / 32;
 };
 
@@ -118,8 +118,9 @@ inline uint batch_count(constant AffineMatmulArgs& args) {
 constant constexpr int kQmvSimdgroups = int(kAffineQmvSimdgroups);
 constant constexpr int kQmvRowsPerSimdgroup = int(kAffineQmvRowsPerSimdgroup);
 
-// Each simdgroup owns kQmvRowsPerSimdgroup rows of w; per step lane l reads
-// the words of step l, l + 32, ... of each row (WordStep: 16 or 32 codes,
+// Each simdgroup owns kQmvRowsPerSimdgroup rows of w, or a K slice of them
+// (mat_vec.h); per step lane l of slice s reads the words of step
+// 32 s + l, + 32 * slices, ... of each row (WordStep: 16 or 32 codes,
 // 2 to 5 words), so a simdgroup reads 128 to 640 consecutive bytes of a row.
 // Every step is decoded once per row and applied to `x_rows` activation rows
 // (1 for mat-vec, more for small batches). Any K (a multiple of the group
@@ -128,7 +129,7 @@ constant constexpr int kQmvRowsPerSimdgroup = int(kAffineQmvRowsPerSimdgroup);
 template <typename T, int group_size, int bits, bool aligned, int x_rows, bool gather = false>
 void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
          const device T* biases, device T* y, const device uint32_t* lhs, const device uint32_t* rhs, uint3 group,
-         uint simd_group, uint lane) {
+         mat_vec::Slicing slicing, uint lane, threadgroup float* slice_sums) {
   using Step = WordStep<bits>;
   static_assert(group_size % Step::values == 0, "a step stays within one group");
   const uint M = args.M, N = args.N, K = args.K;
@@ -143,13 +144,13 @@ void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_
   biases += w_matrix * N * groups_per_row;
   y += ulong(group.z) * M * N;
 
-  const uint n0 = (group.x * kQmvSimdgroups + simd_group) * kQmvRowsPerSimdgroup;
+  const uint n0 = (group.x * kQmvSimdgroups + slicing.row_group) * kQmvRowsPerSimdgroup;
   const uint m0 = group.y * x_rows;
   float acc[x_rows][kQmvRowsPerSimdgroup];
   for (int m = 0; m < x_rows; ++m)
     for (int r = 0; r < kQmvRowsPerSimdgroup; ++r) acc[m][r] = 0.0f;
 
-  for (uint step = lane; step < steps; step += kSimdWidth) {
+  for (uint step = slicing.slice * kSimdWidth + lane; step < steps; step += slicing.slices * kSimdWidth) {
     ScaledActivations<bits> xs[x_rows];
     for (int m = 0; m < x_rows; ++m) {
       const bool in_range = x_rows == 1 || m0 + m < M;  // one row: the grid has exactly M rows
@@ -165,13 +166,12 @@ void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_
       for (int m = 0; m < x_rows; ++m) acc[m][r] += dot_scale * dot_words<bits>(words, xs[m]) + bias * xs[m].sum;
     }
   }
-  for (int m = 0; m < x_rows; ++m) {
-    for (int r = 0; r < kQmvRowsPerSimdgroup; ++r) {
-      const float total = simd_sum(acc[m][r]);
-      if (lane == 0 && m0 + m < M && (aligned || n0 + r < N)) y[ulong(m0 + m) * N + n0 + r] = T(total);
-    }
-  }
+  mat_vec::store_sums<kQmvSimdgroups>(acc, slicing, lane, M, N, m0, n0, y, slice_sums);
 }
+
+// Threadgroup floats for the K slices' sums of qmv with x_rows activation rows.
+template <int x_rows>
+using QmvSliceSums = mat_vec::SliceSums<kQmvSimdgroups, kQmvRowsPerSimdgroup, x_rows>;
 
 // --- mat-vec, weights not transposed (w [K, N], groups along N) -----------------------
 
@@ -444,32 +444,44 @@ void dequantize(constant AffineQuantizeArgs& args, device T* w, const device uin
       const device T *biases [[buffer(kAffineBiases)]], device T *y [[buffer(kAffineY)]], \
       uint3 group [[threadgroup_position_in_grid]]
 
+// The mat-vec kernels: their threadgroups hold kQmvSimdgroups simdgroups
+// per K slice (mat_vec.h).
+#define QMETAL_AFFINE_QMV_PARAMS                                                                        \
+  QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],                      \
+      uint simdgroups [[simdgroups_per_threadgroup]], uint lane [[thread_index_in_simdgroup]]
+
 template <typename T, int group_size, int bits>
-[[kernel]] void affine_qmv(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
-                           uint lane [[thread_index_in_simdgroup]]) {
-  affine::qmv<T, group_size, bits, false, 1>(args, x, w, scales, biases, y, nullptr, nullptr, group, simd_group, lane);
+[[kernel]] void affine_qmv(QMETAL_AFFINE_QMV_PARAMS) {
+  threadgroup float slice_sums[affine::QmvSliceSums<1>::floats];
+  affine::qmv<T, group_size, bits, false, 1>(args, x, w, scales, biases, y, nullptr, nullptr, group,
+                                               mat_vec::slicing(simd_group, simdgroups, affine::kQmvSimdgroups), lane,
+                                               slice_sums);
 }
 
 template <typename T, int group_size, int bits>
-[[kernel]] void affine_qmv_fast(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
-                                uint lane [[thread_index_in_simdgroup]]) {
-  affine::qmv<T, group_size, bits, true, 1>(args, x, w, scales, biases, y, nullptr, nullptr, group, simd_group, lane);
+[[kernel]] void affine_qmv_fast(QMETAL_AFFINE_QMV_PARAMS) {
+  threadgroup float slice_sums[affine::QmvSliceSums<1>::floats];
+  affine::qmv<T, group_size, bits, true, 1>(args, x, w, scales, biases, y, nullptr, nullptr, group,
+                                               mat_vec::slicing(simd_group, simdgroups, affine::kQmvSimdgroups), lane,
+                                               slice_sums);
 }
 
 // Small batches: each weight step decoded once for 2 or 4 activation rows
 // (an unused row still costs its FMAs, so M = 2 takes the narrow one).
 template <typename T, int group_size, int bits>
-[[kernel]] void affine_qmv_wide_r2(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
-                                   uint lane [[thread_index_in_simdgroup]]) {
+[[kernel]] void affine_qmv_wide_r2(QMETAL_AFFINE_QMV_PARAMS) {
+  threadgroup float slice_sums[affine::QmvSliceSums<kQmvWideRowsSmall>::floats];
   affine::qmv<T, group_size, bits, false, kQmvWideRowsSmall>(args, x, w, scales, biases, y, nullptr, nullptr, group,
-                                                             simd_group, lane);
+                                                             mat_vec::slicing(simd_group, simdgroups, affine::kQmvSimdgroups),
+                                                             lane, slice_sums);
 }
 
 template <typename T, int group_size, int bits>
-[[kernel]] void affine_qmv_wide_r4(QMETAL_AFFINE_MATMUL_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
-                                   uint lane [[thread_index_in_simdgroup]]) {
+[[kernel]] void affine_qmv_wide_r4(QMETAL_AFFINE_QMV_PARAMS) {
+  threadgroup float slice_sums[affine::QmvSliceSums<kQmvWideRowsLarge>::floats];
   affine::qmv<T, group_size, bits, false, kQmvWideRowsLarge>(args, x, w, scales, biases, y, nullptr, nullptr, group,
-                                                             simd_group, lane);
+                                                             mat_vec::slicing(simd_group, simdgroups, affine::kQmvSimdgroups),
+                                                             lane, slice_sums);
 }
 
 template <typename T, int group_size, int bits>
@@ -549,8 +561,12 @@ template <typename T>
 
 template <typename T, int group_size, int bits>
 [[kernel]] void affine_gather_qmv(QMETAL_AFFINE_GATHER_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
+                                  uint simdgroups [[simdgroups_per_threadgroup]],
                                   uint lane [[thread_index_in_simdgroup]]) {
-  affine::qmv<T, group_size, bits, false, 1, true>(args, x, w, scales, biases, y, lhs, rhs, group, simd_group, lane);
+  threadgroup float slice_sums[affine::QmvSliceSums<1>::floats];
+  affine::qmv<T, group_size, bits, false, 1, true>(args, x, w, scales, biases, y, lhs, rhs, group,
+                                                   mat_vec::slicing(simd_group, simdgroups, affine::kQmvSimdgroups),
+                                                   lane, slice_sums);
 }
 
 template <typename T, int group_size, int bits>

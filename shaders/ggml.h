@@ -14,6 +14,7 @@
 
 #include <metal_stdlib>
 
+#include "mat_vec.h"
 #include "qmetal_args.h"
 #include "tile.h"
 
@@ -58,7 +59,7 @@ static_assert(sizeof(block_q2_K) == 84 && sizeof(block_q3_K) == 110 && sizeof(bl
 // shift, and keeps each run's plain sum when has_sums (the offset or min of
 // the codes is applied once through it). The per-type dot() below reads the
 // words in the same order.
-constant constexpr int kPart = 16;
+constant constexpr int kPart = int(kGGMLMvPart);
 
 // A 16-bit word holds two bytes: the second byte's fields come out of a mask
 // 256 times larger, so their activations are scaled by 1/256.
@@ -657,27 +658,29 @@ inline void read_x(constant GGMLMatmulArgs& args, const device T* x, uint m, uin
 
 constant constexpr int kMvSimdgroups = int(kGGMLMvSimdgroups);
 
-// Each simdgroup owns `rows` rows of w; lane l takes parts l, l + 32, ... of
-// each (counted over the row), loads the activations of a part once for its
+// Each simdgroup owns `rows` rows of w, or a K slice of them (mat_vec.h);
+// lane l of slice s takes parts 32 s + l, + 32 * slices, ... of each
+// (counted over the row), loads the activations of a part once for its
 // `x_rows` activation rows (pre-scaled, see traits) and applies them to every
 // row through dot(). With `gather`, output row z (= grid y) reads x row
 // lhs[z] and expert rhs[z].
 template <typename B, typename T, typename O, int rows, int x_rows, bool gather>
 void mul_mv(constant GGMLMatmulArgs& args, const device T* x, const device uint8_t* w, device O* y,
-            const device uint32_t* lhs, const device uint32_t* rhs, uint3 group, uint simd_group, uint lane) {
+            const device uint32_t* lhs, const device uint32_t* rhs, uint3 group, mat_vec::Slicing slicing, uint lane,
+            threadgroup float* slice_sums) {
   using P = traits<B>;
   constexpr uint parts = P::values / kPart;
   constexpr int runs = P::runs, run_length = kPart / P::runs;
   const uint N = args.N, K = args.K;
   const uint blocks_per_row = K / P::values;
-  const uint n0 = (group.x * kMvSimdgroups + simd_group) * rows;
+  const uint n0 = (group.x * kMvSimdgroups + slicing.row_group) * rows;
   const uint m0 = group.y * x_rows;
   if (gather) w += ulong(rhs[m0]) * args.expert_rows * blocks_per_row * sizeof(B);
   const device B* w_rows = reinterpret_cast<const device B*>(w);
   float acc[x_rows][rows];
   for (int m = 0; m < x_rows; ++m)
     for (int r = 0; r < rows; ++r) acc[m][r] = 0.0f;
-  for (uint u = lane; u < blocks_per_row * parts; u += kSimdWidth) {
+  for (uint u = slicing.slice * kSimdWidth + lane; u < blocks_per_row * parts; u += slicing.slices * kSimdWidth) {
     const uint block = u / parts, part = u % parts;
     float ys[x_rows * kPart];
     float sums[x_rows * runs];
@@ -706,13 +709,12 @@ void mul_mv(constant GGMLMatmulArgs& args, const device T* x, const device uint8
       for (int m = 0; m < x_rows; ++m) acc[m][r] += dots[m];
     }
   }
-  for (int m = 0; m < x_rows; ++m) {
-    for (int r = 0; r < rows; ++r) {
-      const float total = simd_sum(acc[m][r]);
-      if (lane == 0 && m0 + m < args.M && n0 + r < N) y[ulong(m0 + m) * N + n0 + r] = O(total);
-    }
-  }
+  mat_vec::store_sums<kMvSimdgroups>(acc, slicing, lane, args.M, N, m0, n0, y, slice_sums);
 }
+
+// Threadgroup floats for the K slices' sums of mul_mv over blocks B with x_rows activation rows.
+template <typename B, int x_rows>
+using MvSliceSums = mat_vec::SliceSums<kMvSimdgroups, traits<B>::mv_rows, x_rows>;
 
 // --- tiled mat-mat: 64 rows of w x 32 rows of x per threadgroup -------------------------
 
@@ -817,10 +819,18 @@ void dequantize_rows(constant GGMLDequantizeArgs& args, const device uint8_t* w,
       const device uint8_t *w [[buffer(kGGMLW)]], device O *y [[buffer(kGGMLY)]],              \
       uint3 group [[threadgroup_position_in_grid]]
 
+// The mat-vec kernels: their threadgroups hold kMvSimdgroups simdgroups per
+// K slice (mat_vec.h).
+#define QMETAL_GGML_MV_PARAMS                                                                          \
+  QMETAL_GGML_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],                              \
+      uint simdgroups [[simdgroups_per_threadgroup]], uint lane [[thread_index_in_simdgroup]]
+
 template <typename B, typename T, typename O>
-[[kernel]] void ggml_mul_mv(QMETAL_GGML_PARAMS, uint simd_group [[simdgroup_index_in_threadgroup]],
-                            uint lane [[thread_index_in_simdgroup]]) {
-  ggml::mul_mv<B, T, O, ggml::traits<B>::mv_rows, 1, false>(args, x, w, y, nullptr, nullptr, group, simd_group, lane);
+[[kernel]] void ggml_mul_mv(QMETAL_GGML_MV_PARAMS) {
+  threadgroup float slice_sums[ggml::MvSliceSums<B, 1>::floats];
+  ggml::mul_mv<B, T, O, ggml::traits<B>::mv_rows, 1, false>(
+      args, x, w, y, nullptr, nullptr, group, mat_vec::slicing(simd_group, simdgroups, ggml::kMvSimdgroups), lane,
+      slice_sums);
 }
 
 // Small batches: ggml_mul_mv_ext_r<x_rows> applies each part's codes to
@@ -828,11 +838,11 @@ template <typename B, typename T, typename O>
 // mv_ext_rows in csrc/core/ggml.cpp).
 #define QMETAL_GGML_MV_EXT(x_rows)                                                                        \
   template <typename B, typename T, typename O>                                                          \
-  [[kernel]] void ggml_mul_mv_ext_r##x_rows(QMETAL_GGML_PARAMS,                                          \
-                                            uint simd_group [[simdgroup_index_in_threadgroup]],          \
-                                            uint lane [[thread_index_in_simdgroup]]) {                   \
-    ggml::mul_mv<B, T, O, ggml::traits<B>::mv_rows, x_rows, false>(args, x, w, y, nullptr, nullptr, group, \
-                                                                    simd_group, lane);                   \
+  [[kernel]] void ggml_mul_mv_ext_r##x_rows(QMETAL_GGML_MV_PARAMS) {                                      \
+    threadgroup float slice_sums[ggml::MvSliceSums<B, x_rows>::floats];                                  \
+    ggml::mul_mv<B, T, O, ggml::traits<B>::mv_rows, x_rows, false>(                                      \
+        args, x, w, y, nullptr, nullptr, group, mat_vec::slicing(simd_group, simdgroups, ggml::kMvSimdgroups), \
+        lane, slice_sums);                                                                               \
   }
 QMETAL_GGML_MV_EXT(2)
 QMETAL_GGML_MV_EXT(3)
@@ -847,11 +857,12 @@ template <typename B, typename T, typename O>
 }
 
 template <typename B, typename T, typename O>
-[[kernel]] void ggml_mul_mv_id(QMETAL_GGML_PARAMS, const device uint32_t* lhs [[buffer(kGGMLLhs)]],
-                               const device uint32_t* rhs [[buffer(kGGMLRhs)]],
-                               uint simd_group [[simdgroup_index_in_threadgroup]],
-                               uint lane [[thread_index_in_simdgroup]]) {
-  ggml::mul_mv<B, T, O, ggml::traits<B>::mv_rows, 1, true>(args, x, w, y, lhs, rhs, group, simd_group, lane);
+[[kernel]] void ggml_mul_mv_id(QMETAL_GGML_MV_PARAMS, const device uint32_t* lhs [[buffer(kGGMLLhs)]],
+                               const device uint32_t* rhs [[buffer(kGGMLRhs)]]) {
+  threadgroup float slice_sums[ggml::MvSliceSums<B, 1>::floats];
+  ggml::mul_mv<B, T, O, ggml::traits<B>::mv_rows, 1, true>(
+      args, x, w, y, lhs, rhs, group, mat_vec::slicing(simd_group, simdgroups, ggml::kMvSimdgroups), lane,
+      slice_sums);
 }
 
 template <typename B, typename T, typename O>

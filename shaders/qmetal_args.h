@@ -29,6 +29,14 @@ QMETAL_CONSTEXPR uint32_t kMaxBatchDims = 4;
 // Every tiled kernel (affine qmm, GGML mul_mm, DWQ; shaders/tile.h) steps K by this.
 QMETAL_CONSTEXPR uint32_t kTileK = 32;
 
+// shaders/mat_vec.h: at most this many simdgroups share one row's K in the
+// mat-vec kernels (each a "K slice"); the host picks the count per grid.
+QMETAL_CONSTEXPR uint32_t kMatVecMaxSlices = 8;
+
+// shaders/affine.h's mat-vec step: the codes one lane decodes at a time, the
+// fewest (at least 16, two packs as MLX's qmv) whose bits fill whole 32-bit words.
+inline constexpr uint32_t affine_step_values(uint32_t bits) { return bits % 2 == 0 ? 16 : 32; }
+
 // shaders/affine.h: codes per pack; mat-vec simdgroups per threadgroup and
 // weight rows per simdgroup; qvm simdgroups (they split K); the 32 x 32
 // tiles' threads (4 simdgroups, each a 16 x 16 quarter).
@@ -38,9 +46,11 @@ QMETAL_CONSTEXPR uint32_t kAffineQmvRowsPerSimdgroup = 4;
 QMETAL_CONSTEXPR uint32_t kAffineQvmSimdgroups = 4;
 QMETAL_CONSTEXPR uint32_t kAffineTileThreads = 128;
 
-// shaders/ggml.h: values one dequantize() call yields; mat-vec simdgroups per
+// shaders/ggml.h: values one dequantize() call yields; values per mat-vec
+// lane step; mat-vec simdgroups per
 // threadgroup; the mul_mm tile (rows of w x rows of x) and its threads.
 QMETAL_CONSTEXPR uint32_t kGGMLChunk = 16;
+QMETAL_CONSTEXPR uint32_t kGGMLMvPart = 16;  // values of a block one mul_mv lane takes per step
 QMETAL_CONSTEXPR uint32_t kGGMLMvSimdgroups = 2;
 QMETAL_CONSTEXPR uint32_t kGGMLMmRowsW = 64;
 QMETAL_CONSTEXPR uint32_t kGGMLMmRowsX = 32;

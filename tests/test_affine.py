@@ -190,6 +190,35 @@ def test_split_k_when_tiles_are_few(rng):
     assert_matmul_close(y, x, w, transpose=False)
 
 
+@pytest.mark.parametrize("bits", [4, 3])
+@pytest.mark.parametrize("route, n, m", [("qmv_fast", 24, 1), ("qmv", 13, 3), ("qmv_wide", 13, 6)])
+def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, route, n, m, bits):
+    """K slices (shaders/mat_vec.h): a grid of few rows over a long K gets
+    more simdgroups per threadgroup, each summing part of every row's K.
+    K = 2112 gives 4-bit lanes 132 / 32 steps (5 slices, the last step of a
+    lane partly filled) and 3-bit lanes 66 / 32 (3 slices); many rows keep
+    one slice."""
+    import mlx.core as mx
+
+    device = qmetal.default_device()
+    k = 2112
+    w = qmetal.quantize(random_weights(rng, (n, k), np.float16), bits, 64)
+    x = rng.standard_normal((m, k)).astype(np.float16)
+    y = qmetal.matmul(x, w, route=route)
+    plan = qmetal._core.plan_affine_matmul(device, qmetal.asbuffer(x), w._native, True, qmetal.asbuffer(y), route)
+    steps = k // (16 if bits % 2 == 0 else 32)
+    assert plan[0].threadgroup == (64 * -(-steps // 32), 1, 1)
+    assert_matmul_close(y, x, w)
+    theirs = from_mx(mx.quantized_matmul(to_mx(x), to_mx(w.packed), to_mx(w.scales), to_mx(w.biases),
+                                         transpose=True, group_size=64, bits=bits))
+    assert relative_error(y, theirs) < tolerance(np.float16, k) + 8 * unit_roundoff(np.float16) * np.sqrt(k)
+    # A grid that fills the GPU's simdgroups: one slice.
+    many = qmetal.quantize(random_weights(rng, (8 * 4096, 256), np.float16), bits, 64)
+    plan = qmetal._core.plan_affine_matmul(device, qmetal.empty((1, 256), "float16"), many._native, True,
+                                           qmetal.empty((1, 8 * 4096), "float16"), "automatic")
+    assert plan[0].threadgroup == (64, 1, 1)
+
+
 def test_batched_and_broadcast_weights(rng):
     k, n = 128, 24
     w = qmetal.quantize(random_weights(rng, (2, n, k), np.float32), 4, 32)

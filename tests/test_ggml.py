@@ -124,6 +124,27 @@ def test_every_type_route_and_activation(rng, route, type_name, activation):
                      term_magnitudes(blocks, type_name, (n, k)))
 
 
+@pytest.mark.parametrize("type_name, m", [("Q4_0", 1), ("Q4_K", 3), ("Q6_K", 1), ("Q8_0", 2)])
+def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, type_name, m):
+    """K slices (shaders/mat_vec.h), as for the affine mat-vecs: 13 rows over
+    K = 2304 (144 parts of 16 values, 5 per lane) take 5 slices of
+    simdgroups, the last part of a lane partly filled; many rows keep one."""
+    device = qmetal.default_device()
+    n, k = 13, 2304
+    blocks = random_blocks(rng, type_name, n, k)
+    w = qmetal.GGMLWeight(blocks, type_name, (n, k))
+    x = rng.standard_normal((m, k)).astype(np.float16)
+    y = qmetal.matmul(x, w)
+    plan = qmetal._core.plan_ggml_matmul(device, qmetal.asbuffer(x), w._native, qmetal.asbuffer(y), m, "automatic")
+    assert plan[0].kernel.startswith("ggml_mul_mv") and plan[0].threadgroup == (64 * 5, 1, 1)
+    assert_close(y, x, oracle_dense(blocks, type_name, (n, k)), type_name, term_magnitudes(blocks, type_name, (n, k)))
+    many = random_blocks(rng, type_name, 8 * 4096, 256)
+    w = qmetal.GGMLWeight(many, type_name, (8 * 4096, 256))
+    plan = qmetal._core.plan_ggml_matmul(device, qmetal.empty((1, 256), "float16"), w._native,
+                                         qmetal.empty((1, 8 * 4096), "float32"), 1, "automatic")
+    assert plan[0].threadgroup == (64, 1, 1)
+
+
 @pytest.mark.parametrize("m", [1, 2, 5, 8, 9, 33, 100])
 def test_rows_on_and_off_the_tiles(rng, m):
     n, k = 70, 512  # N past one 64-row tile

@@ -30,6 +30,7 @@ constexpr uint32_t kMmThreads = qmetal_args::kGGMLMmThreads;
 constexpr uint32_t kMmMinK = 64;         // llama.cpp's too: shorter rows do not pay for the tiles
 constexpr uint32_t kMvMaxBatch = 8;      // mat-vecs (mul_mv rows or mul_mv_ext) up to here, as llama.cpp
 constexpr uint32_t kChunk = qmetal_args::kGGMLChunk;
+constexpr uint32_t kPart = qmetal_args::kGGMLMvPart;
 constexpr uint32_t kDequantizeThreads = 128;
 constexpr uint32_t kMmK = qmetal_args::kTileK;  // K per mul_mm step
 
@@ -199,15 +200,20 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
     }
   }
   const uint32_t mv_rows_per_group = kMvSimdgroups * w.type->mv_rows;
+  // kMvThreads per K slice (planning::mat_vec_slices; shaders/mat_vec.h).
+  const auto mv_threads = [&](const Dim3& grid) {
+    const uint64_t lane_steps = ceil_div(K / kPart, qmetal_args::kSimdWidth);
+    return kMvThreads * planning::mat_vec_slices(grid.volume() * kMvSimdgroups, lane_steps, device);
+  };
   switch (route) {
     case GGMLRoute::mv:
     case GGMLRoute::mv_id:
       plan.grid = {ceil_div(N, mv_rows_per_group), args.M, 1};
-      plan.threadgroup = {kMvThreads, 1, 1};
+      plan.threadgroup = {mv_threads(plan.grid), 1, 1};
       break;
     case GGMLRoute::mv_ext:
       plan.grid = {ceil_div(N, mv_rows_per_group), ceil_div(args.M, mv_ext_rows(args.M)), 1};
-      plan.threadgroup = {kMvThreads, 1, 1};
+      plan.threadgroup = {mv_threads(plan.grid), 1, 1};
       break;
     case GGMLRoute::mm:
     case GGMLRoute::mm_id:

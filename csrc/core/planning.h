@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "qmetal/device.h"
+#include "qmetal_args.h"
 #include "qmetal/error.h"
 
 namespace qmetal::planning {
@@ -39,6 +40,21 @@ inline uint64_t target_threadgroups(const Device& device) {
   constexpr uint64_t kThreadgroupsPerCore = 6;
   const uint32_t cores = device.capabilities().gpu_cores;
   return cores ? cores * kThreadgroupsPerCore : kTargetThreadgroups;
+}
+
+// K slices of a mat-vec grid (shaders/mat_vec.h): how many simdgroups share
+// each row's K. A mat-vec simdgroup walks its rows' K step by step, each
+// step a round trip to memory, so a grid of few simdgroups takes as long as
+// that walk whatever its size: on the H200 (bench/README.md) 1024 x 4096
+// took as long as 4096 x 4096. Slices put more simdgroups on the same rows
+// until the grid has kSimdgroupsPerThreadgroup per target threadgroup (24 per
+// core), at most kMatVecMaxSlices and at most one slice per step of a lane.
+inline uint32_t mat_vec_slices(uint64_t simdgroups, uint64_t lane_steps, const Device& device) {
+  constexpr uint64_t kSimdgroupsPerThreadgroup = 4;
+  const uint64_t target = target_threadgroups(device) * kSimdgroupsPerThreadgroup;
+  const uint64_t wanted = (target + simdgroups - 1) / std::max<uint64_t>(simdgroups, 1);
+  return static_cast<uint32_t>(std::clamp<uint64_t>(std::min<uint64_t>(wanted, lane_steps), 1,
+                                                    qmetal_args::kMatVecMaxSlices));
 }
 
 // Small batches (1 < M below the mat-mat threshold): whether to run M
