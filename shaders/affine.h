@@ -58,15 +58,20 @@ struct ScaledActivations {
   float sum;
 };
 
+// x: the step's activations, on 16 values (rows start on 32: K is a
+// multiple of 32), read 4 at a time.
 template <int bits, typename T>
 inline void scale_activations(const device T* x, bool in_range, thread ScaledActivations<bits>& xs) {
   xs.sum = 0.0f;
-  for (int j = 0; j < WordStep<bits>::values; ++j) {
-    const float v = in_range ? float(x[j]) : 0.0f;
-    const int shift = (bits * j) % 32;
-    xs.sum += v;
-    xs.low[j] = v * exp2(-float(shift));
-    xs.high[j] = v * exp2(float(32 - shift));
+  const device vec<T, 4>* quads = reinterpret_cast<const device vec<T, 4>*>(x);
+  for (int q = 0; q < WordStep<bits>::values / 4; ++q) {
+    const float4 quad = in_range ? float4(quads[q]) : float4(0.0f);
+    for (int i = 0; i < 4; ++i) {
+      const int j = 4 * q + i, shift = (bits * j) % 32;
+      xs.sum += quad[i];
+      xs.low[j] = quad[i] * exp2(-float(shift));
+      xs.high[j] = quad[i] * exp2(float(32 - shift));
+    }
   }
 }
 

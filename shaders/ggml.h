@@ -61,14 +61,15 @@ static_assert(sizeof(block_q2_K) == 84 && sizeof(block_q3_K) == 110 && sizeof(bl
 // words in the same order.
 constant constexpr int kPart = int(kGGMLMvPart);
 
-// A 16-bit word holds two bytes: the second byte's fields come out of a mask
-// 256 times larger, so their activations are scaled by 1/256.
-constexpr float byte_scale(int i) { return i % 2 == 0 ? 1.0f : 1.0f / 256.0f; }
+// A word of `bytes` bytes (2 or 4) holds byte i of a part at bits 8 (i %
+// bytes): its fields come out of a mask 256^(i % bytes) times larger, so
+// their activations are scaled by the inverse.
+constexpr float byte_scale(int bytes, int i) { return 1.0f / float(1u << (8 * (i % bytes))); }
 // Nibble runs: run 0 the low nibbles of the part's bytes, run 1 the high
 // nibbles (masked in place: code * 16).
-constexpr float nibble_scale(int run, int i) { return byte_scale(i) * (run == 0 ? 1.0f : 1.0f / 16.0f); }
-// 2-bit runs: run r is the field at bits 2r of each byte (code * 4^r).
-constexpr float two_bit_scale(int run, int i) { return byte_scale(i) / float(1 << (2 * run)); }
+constexpr float nibble_scale(int bytes, int run, int i) { return byte_scale(bytes, i) * (run == 0 ? 1.0f : 1.0f / 16.0f); }
+// 2-bit runs (16-bit words): run r is the field at bits 2r of each byte (code * 4^r).
+constexpr float two_bit_scale(int run, int i) { return byte_scale(2, i) / float(1 << (2 * run)); }
 
 // Q4_0, Q4_1, Q5_0, Q5_1: part p owns qs bytes [8p, 8p + 8): values 8p + i
 // (low nibbles) and 16 + 8p + i (high nibbles).
@@ -76,7 +77,7 @@ struct legacy_parts {
   static constant constexpr int runs = 2;
   static constant constexpr bool has_sums = true;
   static uint run_offset(uint part, int run) { return 8 * part + 16 * run; }
-  static constexpr float y_scale(int run, int i) { return nibble_scale(run, i); }
+  static constexpr float y_scale(int run, int i) { return nibble_scale(2, run, i); }  // 16-bit words
 };
 // Q8_0: part p is values [16p, 16p + 16), one int8 each, read as 16-bit
 // words; dot() biases the codes to unsigned (see there), hence the sum.
@@ -84,7 +85,7 @@ struct q8_parts {
   static constant constexpr int runs = 1;
   static constant constexpr bool has_sums = true;
   static uint run_offset(uint part, int) { return kPart * part; }
-  static constexpr float y_scale(int, int i) { return byte_scale(i); }
+  static constexpr float y_scale(int, int i) { return byte_scale(2, i); }
 };
 // Q2_K, Q3_K, Q6_K: part p owns bytes [4 (p % 8), + 4) of the 32-byte plane
 // of half p / 8, whose byte l holds value 128 half + 32 r + l in field r.
@@ -98,7 +99,7 @@ struct k_two_bit_parts : k_plane_parts {
 };
 struct q6_k_parts : k_plane_parts {
   // 6-bit codes are assembled per byte (constant shifts) before the mask.
-  static constexpr float y_scale(int, int i) { return byte_scale(i); }
+  static constexpr float y_scale(int, int i) { return byte_scale(2, i); }
 };
 // Q4_K, Q5_K: part p owns qs bytes [32 g + 8 j, + 8) (g = p / 4, j = p % 4):
 // values 64 g + 8 j + i (low nibbles, sub-block 2g) and + 32 (high, 2g + 1).
@@ -106,7 +107,7 @@ struct k_nibble_parts {
   static constant constexpr int runs = 2;
   static constant constexpr bool has_sums = true;
   static uint run_offset(uint part, int run) { return 64 * (part / 4) + 32 * run + 8 * (part % 4); }
-  static constexpr float y_scale(int run, int i) { return nibble_scale(run, i); }
+  static constexpr float y_scale(int run, int i) { return nibble_scale(4, run, i); }  // 32-bit words
 };
 // Dense: the 16-value block is one part.
 struct dense_parts {
@@ -119,19 +120,62 @@ struct dense_parts {
 // values: per block; mv_rows: rows of w per simdgroup in mul_mv (as
 // llama.cpp picks them: fewer for types whose blocks take longer to decode).
 template <typename B> struct traits;
-template <> struct traits<block_q4_0> : legacy_parts { static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ4_0); };
-template <> struct traits<block_q4_1> : legacy_parts { static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ4_1); };
-template <> struct traits<block_q5_0> : legacy_parts { static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ5_0); };
-template <> struct traits<block_q5_1> : legacy_parts { static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ5_1); };
-template <> struct traits<block_q8_0> : q8_parts { static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ8_0); };
-template <> struct traits<block_q2_K> : k_two_bit_parts { static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ2_K); };
-template <> struct traits<block_q3_K> : k_two_bit_parts { static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ3_K); };
-template <> struct traits<block_q4_K> : k_nibble_parts { static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ4_K); };
-template <> struct traits<block_q5_K> : k_nibble_parts { static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ5_K); };
-template <> struct traits<block_q6_K> : q6_k_parts { static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ6_K); };
-template <> struct traits<block_f32> : dense_parts { static constant constexpr int values = 16, mv_rows = int(kGGMLMvRowsF32); };
-template <> struct traits<block_f16> : dense_parts { static constant constexpr int values = 16, mv_rows = int(kGGMLMvRowsF16); };
-template <> struct traits<block_bf16> : dense_parts { static constant constexpr int values = 16, mv_rows = int(kGGMLMvRowsBF16); };
+// Word: the unsigned type of kGGMLWord<type> bytes that code bytes are read in.
+template <uint bytes> struct word_of;
+template <> struct word_of<2> { using type = ushort; };
+template <> struct word_of<4> { using type = uint; };
+template <> struct traits<block_q4_0> : legacy_parts {
+  static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ4_0);
+  using Word = word_of<kGGMLWordQ4_0>::type;
+};
+template <> struct traits<block_q4_1> : legacy_parts {
+  static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ4_1);
+  using Word = word_of<kGGMLWordQ4_1>::type;
+};
+template <> struct traits<block_q5_0> : legacy_parts {
+  static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ5_0);
+  using Word = word_of<kGGMLWordQ5_0>::type;
+};
+template <> struct traits<block_q5_1> : legacy_parts {
+  static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ5_1);
+  using Word = word_of<kGGMLWordQ5_1>::type;
+};
+template <> struct traits<block_q8_0> : q8_parts {
+  static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ8_0);
+  using Word = word_of<kGGMLWordQ8_0>::type;
+};
+template <> struct traits<block_q2_K> : k_two_bit_parts {
+  static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ2_K);
+  using Word = word_of<kGGMLWordQ2_K>::type;
+};
+template <> struct traits<block_q3_K> : k_two_bit_parts {
+  static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ3_K);
+  using Word = word_of<kGGMLWordQ3_K>::type;
+};
+template <> struct traits<block_q4_K> : k_nibble_parts {
+  static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ4_K);
+  using Word = word_of<kGGMLWordQ4_K>::type;
+};
+template <> struct traits<block_q5_K> : k_nibble_parts {
+  static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ5_K);
+  using Word = word_of<kGGMLWordQ5_K>::type;
+};
+template <> struct traits<block_q6_K> : q6_k_parts {
+  static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ6_K);
+  using Word = word_of<kGGMLWordQ6_K>::type;
+};
+template <> struct traits<block_f32> : dense_parts {
+  static constant constexpr int values = 16, mv_rows = int(kGGMLMvRowsF32);
+  using Word = word_of<kGGMLWordF32>::type;
+};
+template <> struct traits<block_f16> : dense_parts {
+  static constant constexpr int values = 16, mv_rows = int(kGGMLMvRowsF16);
+  using Word = word_of<kGGMLWordF16>::type;
+};
+template <> struct traits<block_bf16> : dense_parts {
+  static constant constexpr int values = 16, mv_rows = int(kGGMLMvRowsBF16);
+  using Word = word_of<kGGMLWordBF16>::type;
+};
 
 // Format constants.
 constant constexpr float kQ4Offset = 8.0f;   // Q4_0 codes are stored + 8
@@ -147,7 +191,11 @@ constant constexpr float kQ6Offset = 32.0f;  // Q6_K codes are stored + 32
 // The bit position of a chunk's fields depends on c, a runtime value: rather
 // than shift every value by it, each field is masked in place and scaled back
 // by 2^-shift (both exact, so the codes and hence the values are bit-exact
-// with gguf.quants); the position costs one shift per chunk (audit F2).
+// with gguf.quants); the position costs one shift per chunk (audit F2). Code
+// bytes are read as 16- or 32-bit words (Word: what the block's layout keeps
+// aligned, traits<B>::Word), not byte by byte: a tile stages 16 values per
+// thread and step, and 16 one-byte loads each were what bound mul_mm (ncu on
+// the H200: the L1 pipe 92% busy at 0.55 of MLX's tiles).
 struct chunk_field {
   uint mask;      // the field at its bit position
   float unshift;  // 2^-position
@@ -155,51 +203,87 @@ struct chunk_field {
 
 inline chunk_field field_at(uint width_mask, uint shift) { return {width_mask << shift, 1.0f / float(1u << shift)}; }
 
-// The field's code, as float.
-inline float code_of(chunk_field f, uint byte) { return float(byte & f.mask) * f.unshift; }
-
 constant constexpr uint kNibble = 0xF, kTwoBits = 0x3;
+
+inline const device ushort* words16(const device uint8_t* p) { return reinterpret_cast<const device ushort*>(p); }
+
+// codes[i] = field f of byte i of the n bytes at p (aligned to Word). Byte b
+// of a word holds its field 8b bits higher: masked there in place and scaled
+// back by 2^-8b too.
+template <typename Word, int n>
+inline void byte_fields(const device uint8_t* p, chunk_field f, thread float* codes) {
+  constexpr int bytes = sizeof(Word);
+  const device Word* words = reinterpret_cast<const device Word*>(p);
+  for (int k = 0; k < n / bytes; ++k) {
+    const uint word = words[k];
+    for (int b = 0; b < bytes; ++b) {
+      codes[k * bytes + b] = float(word & (f.mask << (8 * b))) * (f.unshift / float(1u << (8 * b)));
+    }
+  }
+}
+
+// set[i] = whether byte i of the n bytes at p (aligned to Word) has any bit of `bit` set.
+template <typename Word, int n>
+inline void byte_bits(const device uint8_t* p, uint bit, thread bool* set) {
+  constexpr int bytes = sizeof(Word);
+  const device Word* words = reinterpret_cast<const device Word*>(p);
+  for (int k = 0; k < n / bytes; ++k) {
+    const uint word = words[k];
+    for (int b = 0; b < bytes; ++b) set[k * bytes + b] = (word & (bit << (8 * b))) != 0;
+  }
+}
+
+template <typename B>
+using CodeWord = typename traits<B>::Word;
 
 inline void dequantize(const device block_q4_0& b, uint c, thread float* v) {
   const float d = float(b.d);
-  const chunk_field nibble = field_at(kNibble, 4 * c);
-  for (int i = 0; i < kChunk; ++i) v[i] = d * (code_of(nibble, b.qs[i]) - kQ4Offset);
+  float code[kChunk];
+  byte_fields<CodeWord<block_q4_0>, kChunk>(b.qs, field_at(kNibble, 4 * c), code);
+  for (int i = 0; i < kChunk; ++i) v[i] = d * (code[i] - kQ4Offset);
 }
 
 inline void dequantize(const device block_q4_1& b, uint c, thread float* v) {
   const float d = float(b.d), m = float(b.m);
-  const chunk_field nibble = field_at(kNibble, 4 * c);
-  for (int i = 0; i < kChunk; ++i) v[i] = d * code_of(nibble, b.qs[i]) + m;
+  float code[kChunk];
+  byte_fields<CodeWord<block_q4_1>, kChunk>(b.qs, field_at(kNibble, 4 * c), code);
+  for (int i = 0; i < kChunk; ++i) v[i] = d * code[i] + m;
 }
 
 // The fifth bits of chunk c of a Q5_0 / Q5_1 block: bit i is value 16 c + i's.
-inline uint q5_high_bits(const device uint8_t* qh, uint c) {
-  return c == 0 ? uint(qh[0]) | uint(qh[1]) << 8 : uint(qh[2]) | uint(qh[3]) << 8;
-}
+inline uint q5_high_bits(const device uint8_t* qh, uint c) { return words16(qh)[c]; }
 
 inline void dequantize(const device block_q5_0& b, uint c, thread float* v) {
   const float d = float(b.d);
-  const chunk_field nibble = field_at(kNibble, 4 * c);
+  float code[kChunk];
+  byte_fields<CodeWord<block_q5_0>, kChunk>(b.qs, field_at(kNibble, 4 * c), code);
   const uint high = q5_high_bits(b.qh, c);
   for (int i = 0; i < kChunk; ++i) {
-    const float code = code_of(nibble, b.qs[i]) + ((high & (1u << i)) != 0 ? kQ5HighBit : 0.0f);
-    v[i] = d * (code - kQ5Offset);
+    v[i] = d * (code[i] + ((high & (1u << i)) != 0 ? kQ5HighBit : 0.0f) - kQ5Offset);
   }
 }
 
 inline void dequantize(const device block_q5_1& b, uint c, thread float* v) {
   const float d = float(b.d), m = float(b.m);
-  const chunk_field nibble = field_at(kNibble, 4 * c);
+  float code[kChunk];
+  byte_fields<CodeWord<block_q5_1>, kChunk>(b.qs, field_at(kNibble, 4 * c), code);
   const uint high = q5_high_bits(b.qh, c);
-  for (int i = 0; i < kChunk; ++i) {
-    const float code = code_of(nibble, b.qs[i]) + ((high & (1u << i)) != 0 ? kQ5HighBit : 0.0f);
-    v[i] = d * code + m;
-  }
+  for (int i = 0; i < kChunk; ++i) v[i] = d * (code[i] + ((high & (1u << i)) != 0 ? kQ5HighBit : 0.0f)) + m;
 }
+
+// Q8_0's int8 codes, biased to unsigned by flipping their sign bits (q + 128),
+// are masked in place like the other types' fields (no sign extension).
+constant constexpr uint kQ8SignBits = 0x80808080u;  // of every byte of a word
+constant constexpr float kQ8Bias = 128.0f;
 
 inline void dequantize(const device block_q8_0& b, uint c, thread float* v) {
   const float d = float(b.d);
-  for (int i = 0; i < kChunk; ++i) v[i] = d * float(b.qs[kChunk * c + i]);
+  const device ushort* q = words16(reinterpret_cast<const device uint8_t*>(b.qs) + kChunk * c);
+  for (int k = 0; k < kChunk / 2; ++k) {
+    const uint word = q[k] ^ kQ8SignBits;
+    v[2 * k] = d * (float(word & 0x00FFu) - kQ8Bias);
+    v[2 * k + 1] = d * (float(word & 0xFF00u) / 256.0f - kQ8Bias);
+  }
 }
 
 // K-types: value e = 16 c + i sits in half e / 128, quarter (e % 128) / 32
@@ -207,25 +291,27 @@ inline void dequantize(const device block_q8_0& b, uint c, thread float* v) {
 // byte 32 (e / 64) + e % 32, nibble (e % 64) / 32 (Q4_K, Q5_K).
 inline void dequantize(const device block_q2_K& b, uint c, thread float* v) {
   const uint half_index = c / 8, lane0 = kChunk * (c % 2);
-  const chunk_field field = field_at(kTwoBits, 2 * ((c % 8) / 2));
   const uint8_t sc = b.scales[c];
   const float mult = float(b.d) * float(sc & 0xF);
   const float add = -(float(b.dmin) * float(sc >> 4));
-  for (int i = 0; i < kChunk; ++i) v[i] = mult * code_of(field, b.qs[32 * half_index + lane0 + i]) + add;
+  float code[kChunk];
+  byte_fields<CodeWord<block_q2_K>, kChunk>(b.qs + 32 * half_index + lane0, field_at(kTwoBits, 2 * ((c % 8) / 2)),
+                                            code);
+  for (int i = 0; i < kChunk; ++i) v[i] = mult * code[i] + add;
 }
 
 inline void dequantize(const device block_q3_K& b, uint c, thread float* v) {
   const uint half_index = c / 8, lane0 = kChunk * (c % 2), high_bit = 1u << (c / 2);
-  const chunk_field field = field_at(kTwoBits, 2 * ((c % 8) / 2));
   // Sixteen 6-bit signed scales: low nibbles in bytes 0..7, high pairs in 8..11.
   const int low = (b.scales[c % 8] >> (4 * (c / 8))) & 0xF;
   const int high = (b.scales[8 + c % 4] >> (2 * (c / 4))) & 0x3;
   const float mult = float(b.d) * float((low | (high << 4)) - 32);
-  for (int i = 0; i < kChunk; ++i) {
-    const float code = code_of(field, b.qs[32 * half_index + lane0 + i]) +
-                       ((b.hmask[lane0 + i] & high_bit) != 0 ? kQ3HighBit : 0.0f);
-    v[i] = mult * (code - kQ3Offset);
-  }
+  float code[kChunk];
+  bool set[kChunk];
+  byte_fields<CodeWord<block_q3_K>, kChunk>(b.qs + 32 * half_index + lane0, field_at(kTwoBits, 2 * ((c % 8) / 2)),
+                                            code);
+  byte_bits<CodeWord<block_q3_K>, kChunk>(b.hmask + lane0, high_bit, set);
+  for (int i = 0; i < kChunk; ++i) v[i] = mult * (code[i] + (set[i] ? kQ3HighBit : 0.0f) - kQ3Offset);
 }
 
 // Scale and min of sub-block j (of 32 values): six bits each, packed in 12 bytes.
@@ -244,9 +330,10 @@ inline void dequantize(const device block_q4_K& b, uint c, thread float* v) {
   k4_scale_min(b.scales, c / 2, sc, m);
   const float mult = float(b.d) * float(sc);
   const float add = -(float(b.dmin) * float(m));
-  const uint byte0 = 32 * (c / 4) + kChunk * (c % 2);
-  const chunk_field nibble = field_at(kNibble, 4 * ((c % 4) / 2));
-  for (int i = 0; i < kChunk; ++i) v[i] = mult * code_of(nibble, b.qs[byte0 + i]) + add;
+  float code[kChunk];
+  byte_fields<CodeWord<block_q4_K>, kChunk>(b.qs + 32 * (c / 4) + kChunk * (c % 2), field_at(kNibble, 4 * ((c % 4) / 2)),
+                                            code);
+  for (int i = 0; i < kChunk; ++i) v[i] = mult * code[i] + add;
 }
 
 inline void dequantize(const device block_q5_K& b, uint c, thread float* v) {
@@ -254,25 +341,23 @@ inline void dequantize(const device block_q5_K& b, uint c, thread float* v) {
   k4_scale_min(b.scales, c / 2, sc, m);
   const float mult = float(b.d) * float(sc);
   const float add = -(float(b.dmin) * float(m));
-  const uint byte0 = 32 * (c / 4) + kChunk * (c % 2);
-  const chunk_field nibble = field_at(kNibble, 4 * ((c % 4) / 2));
   const uint lane0 = kChunk * (c % 2), high_bit = 1u << (c / 2);
-  for (int i = 0; i < kChunk; ++i) {
-    const float code = code_of(nibble, b.qs[byte0 + i]) + ((b.qh[lane0 + i] & high_bit) != 0 ? kQ5HighBit : 0.0f);
-    v[i] = mult * code + add;
-  }
+  float code[kChunk];
+  bool set[kChunk];
+  byte_fields<CodeWord<block_q5_K>, kChunk>(b.qs + 32 * (c / 4) + lane0, field_at(kNibble, 4 * ((c % 4) / 2)), code);
+  byte_bits<CodeWord<block_q5_K>, kChunk>(b.qh + lane0, high_bit, set);
+  for (int i = 0; i < kChunk; ++i) v[i] = mult * (code[i] + (set[i] ? kQ5HighBit : 0.0f)) + add;
 }
 
 inline void dequantize(const device block_q6_K& b, uint c, thread float* v) {
   constexpr float high_weight = 16.0f;  // the high two bits sit above the nibble
   const uint half_index = c / 8, quarter = (c % 8) / 2, lane0 = kChunk * (c % 2);
   const uint low_byte0 = 64 * half_index + lane0 + 32 * (quarter % 2), high_byte0 = 32 * half_index + lane0;
-  const chunk_field low = field_at(kNibble, 4 * (quarter / 2)), high = field_at(kTwoBits, 2 * quarter);
   const float mult = float(b.d) * float(b.scales[c]);
-  for (int i = 0; i < kChunk; ++i) {
-    const float code = code_of(low, b.ql[low_byte0 + i]) + high_weight * code_of(high, b.qh[high_byte0 + i]);
-    v[i] = mult * (code - kQ6Offset);
-  }
+  float low[kChunk], high[kChunk];
+  byte_fields<CodeWord<block_q6_K>, kChunk>(b.ql + low_byte0, field_at(kNibble, 4 * (quarter / 2)), low);
+  byte_fields<CodeWord<block_q6_K>, kChunk>(b.qh + high_byte0, field_at(kTwoBits, 2 * quarter), high);
+  for (int i = 0; i < kChunk; ++i) v[i] = mult * (low[i] + high_weight * high[i] - kQ6Offset);
 }
 
 inline void dequantize(const device block_f32& b, uint, thread float* v) {
@@ -316,22 +401,23 @@ inline float exact_float(uint v) {
   return as_type<float>(two_pow_23_bits | v) - 8388608.0f;
 }
 
-inline const device ushort* words16(const device uint8_t* p) { return reinterpret_cast<const device ushort*>(p); }
-
-// Both nibbles of 8 bytes (four words): lo[m] += the low-nibble run's dot,
-// hi[m] += the high-nibble run's (y laid out and scaled as nibble_scale).
-template <int R>
+// Both nibbles of 8 bytes (Words of 2 or 4 bytes, as the parts' y_scale
+// assumes): lo[m] += the low-nibble run's dot, hi[m] += the high-nibble
+// run's (y laid out and scaled as nibble_scale).
+template <int R, typename Word>
 inline void nibble_dots(const device uint8_t* q, const thread float* y, thread float* lo, thread float* hi) {
-  const device ushort* w = words16(q);
-  for (int k = 0; k < 4; ++k) {
+  constexpr int bytes = sizeof(Word);
+  const device Word* w = reinterpret_cast<const device Word*>(q);
+  for (int k = 0; k < 8 / bytes; ++k) {
     const uint word = w[k];
-    // Nibbles of byte 0 at bits 0 and 4, of byte 1 at bits 8 and 12.
-    const float low0 = float(word & 0x000Fu), low1 = float(word & 0x0F00u);
-    const float high0 = float(word & 0x00F0u), high1 = float(word & 0xF000u);
-    for (int m = 0; m < R; ++m) {
-      const thread float* ym = y + m * kPart;
-      lo[m] += ym[2 * k] * low0 + ym[2 * k + 1] * low1;
-      hi[m] += ym[8 + 2 * k] * high0 + ym[8 + 2 * k + 1] * high1;
+    for (int b = 0; b < bytes; ++b) {
+      // Byte b's nibbles sit at bits 8b and 8b + 4.
+      const int i = k * bytes + b;
+      const float low = float(word & (0x0Fu << (8 * b))), high = float(word & (0xF0u << (8 * b)));
+      for (int m = 0; m < R; ++m) {
+        lo[m] += y[m * kPart + i] * low;
+        hi[m] += y[m * kPart + 8 + i] * high;
+      }
     }
   }
 }
@@ -377,7 +463,7 @@ inline void dot(const device block_q4_0& b, uint part, const thread float* y, co
   float lo[R], hi[R];
   zero<R>(lo);
   zero<R>(hi);
-  nibble_dots<R>(b.qs + 8 * part, y, lo, hi);
+  nibble_dots<R, ushort>(b.qs + 8 * part, y, lo, hi);
   const float d = float(b.d);
   for (int m = 0; m < R; ++m) out[m] = d * (lo[m] + hi[m] - kQ4Offset * (sums[2 * m] + sums[2 * m + 1]));
 }
@@ -387,7 +473,7 @@ inline void dot(const device block_q4_1& b, uint part, const thread float* y, co
   float lo[R], hi[R];
   zero<R>(lo);
   zero<R>(hi);
-  nibble_dots<R>(b.qs + 8 * part, y, lo, hi);
+  nibble_dots<R, ushort>(b.qs + 8 * part, y, lo, hi);
   const float d = float(b.d), min = float(b.m);
   for (int m = 0; m < R; ++m) out[m] = d * (lo[m] + hi[m]) + min * (sums[2 * m] + sums[2 * m + 1]);
 }
@@ -397,7 +483,7 @@ inline void dot(const device block_q5_0& b, uint part, const thread float* y, co
   float lo[R], hi[R];
   zero<R>(lo);
   zero<R>(hi);
-  nibble_dots<R>(b.qs + 8 * part, y, lo, hi);
+  nibble_dots<R, ushort>(b.qs + 8 * part, y, lo, hi);
   legacy_high_bits<R>(b.qh[part], b.qh[2 + part], y, lo);
   const float d = float(b.d);
   for (int m = 0; m < R; ++m) out[m] = d * (lo[m] + hi[m] - kQ5Offset * (sums[2 * m] + sums[2 * m + 1]));
@@ -408,17 +494,14 @@ inline void dot(const device block_q5_1& b, uint part, const thread float* y, co
   float lo[R], hi[R];
   zero<R>(lo);
   zero<R>(hi);
-  nibble_dots<R>(b.qs + 8 * part, y, lo, hi);
+  nibble_dots<R, ushort>(b.qs + 8 * part, y, lo, hi);
   legacy_high_bits<R>(b.qh[part], b.qh[2 + part], y, lo);
   const float d = float(b.d), min = float(b.m);
   for (int m = 0; m < R; ++m) out[m] = d * (lo[m] + hi[m]) + min * (sums[2 * m] + sums[2 * m + 1]);
 }
 
-// The int8 codes of a word, biased to unsigned by flipping their sign bits
-// (q + 128), are masked in place like the other types; the bias goes out
-// through the sum of y. No sign extension, no byte extraction.
-constant constexpr uint kQ8SignBits = 0x8080u;  // of both bytes of a word
-constant constexpr float kQ8Bias = 128.0f;
+// The int8 codes of a word, biased to unsigned as in dequantize(); the bias
+// goes out through the sum of y. No sign extension, no byte extraction.
 
 template <int R>
 inline void dot(const device block_q8_0& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
@@ -525,7 +608,7 @@ inline void dot(const device block_q4_K& b, uint part, const thread float* y, co
   float lo[R], hi[R];
   zero<R>(lo);
   zero<R>(hi);
-  nibble_dots<R>(b.qs + 32 * g + 8 * j, y, lo, hi);
+  nibble_dots<R, uint>(b.qs + 32 * g + 8 * j, y, lo, hi);
   float scale[2], min[2];
   k4_part_scales(b.scales, g, scale, min);
   const float d = float(b.d), dmin = float(b.dmin);
@@ -540,7 +623,7 @@ inline void dot(const device block_q5_K& b, uint part, const thread float* y, co
   float lo[R], hi[R];
   zero<R>(lo);
   zero<R>(hi);
-  nibble_dots<R>(b.qs + 32 * g + 8 * j, y, lo, hi);
+  nibble_dots<R, uint>(b.qs + 32 * g + 8 * j, y, lo, hi);
   // The fifth bit of value i of run r is bit 2g + r of qh[8j + i]: the mask
   // (in both bytes of a word) is selected per part, then values are selected.
   const uint bit0 = g == 0 ? 0x0101u : g == 1 ? 0x0404u : g == 2 ? 0x1010u : 0x4040u, bit1 = bit0 + bit0;
@@ -634,12 +717,22 @@ inline void dot(const device block_bf16& b, uint, const thread float* y, const t
 // without a division per value: one to find the run's head, then a compare
 // where the run crosses into the next head (the host passes x_head_dim = 0
 // when there is one row, where head-major is row-major).
+// Row-major runs of a multiple of 4 values start on 4 values (the parts' and
+// tiles' runs do; rows start on 32) and are read 4 at a time.
 template <int n, typename T>
 inline void read_x(constant GGMLMatmulArgs& args, const device T* x, uint m, uint k, thread float* out) {
   const uint head_dim = args.x_head_dim;
   if (head_dim == 0) {
     const device T* row = x + ulong(m) * args.K + k;
-    for (int i = 0; i < n; ++i) out[i] = float(row[i]);
+    if (n % 4 == 0) {
+      const device vec<T, 4>* quads = reinterpret_cast<const device vec<T, 4>*>(row);
+      for (int q = 0; q < n / 4; ++q) {
+        const float4 values = float4(quads[q]);
+        for (int i = 0; i < 4; ++i) out[4 * q + i] = values[i];
+      }
+    } else {
+      for (int i = 0; i < n; ++i) out[i] = float(row[i]);
+    }
     return;
   }
   const uint head = k / head_dim;
@@ -729,6 +822,15 @@ constant constexpr int kMmXValues = kMmRowsX * tile::kK / kMmThreads;  // x valu
 constant constexpr int kMmFloatsX = kMmRowsX * kMmStride;
 constant constexpr int kMmFloatsW = kMmRowsW * kMmStride;
 
+// n values into threadgroup memory, 4 at a time (`to` on 16 bytes: the
+// tiles' rows are kMmStride floats and runs start on 4).
+template <int n>
+inline void store4(thread const float* values, threadgroup float* to) {
+  static_assert(n % 4 == 0 && kMmStride % 4 == 0, "whole, aligned float4s");
+  threadgroup float4* quads = reinterpret_cast<threadgroup float4*>(to);
+  for (int q = 0; q < n / 4; ++q) quads[q] = float4(values[4 * q], values[4 * q + 1], values[4 * q + 2], values[4 * q + 3]);
+}
+
 // Each thread dequantizes one 16-value chunk of the w tile per K step (64
 // rows x 2 chunks) and loads 8 values of the x tile; each w chunk is decoded
 // once per tile and used by all 32 rows of x. With `sorted`, the x rows of
@@ -767,14 +869,14 @@ void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8
       } else {
         for (int i = 0; i < kMmXValues; ++i) x_values[i] = 0.0f;
       }
-      for (int i = 0; i < kMmXValues; ++i) xs[x_row * kMmStride + x_col + i] = x_values[i];
+      store4<kMmXValues>(x_values, xs + x_row * kMmStride + x_col);
       float v[kChunk];
       if (tile_n + w_row < N) {
         dequantize_row_chunk(w_rows + ulong(tile_n + w_row) * blocks_per_row, k0 / kChunk + w_chunk, v);
       } else {
         for (int i = 0; i < kChunk; ++i) v[i] = 0.0f;
       }
-      for (int i = 0; i < kChunk; ++i) ws[w_row * kMmStride + w_chunk * kChunk + i] = v[i];
+      store4<kChunk>(v, ws + w_row * kMmStride + w_chunk * kChunk);
       threadgroup_barrier(mem_flags::mem_threadgroup);
       tile::multiply<true>(acc, xs, ws, kMmStride, frag_m, frag_n);
       threadgroup_barrier(mem_flags::mem_threadgroup);
@@ -852,8 +954,9 @@ QMETAL_GGML_MV_EXT(5)
 template <typename B, typename T, typename O>
 [[kernel]] void ggml_mul_mm(QMETAL_GGML_PARAMS, uint thread_index [[thread_index_in_threadgroup]],
                             uint simd_group [[simdgroup_index_in_threadgroup]]) {
-  threadgroup float xs[ggml::kMmFloatsX], ws[ggml::kMmFloatsW];
-  ggml::mul_mm<B, T, O, false>(args, x, w, y, nullptr, nullptr, nullptr, group, thread_index, simd_group, xs, ws);
+  threadgroup float4 xs[ggml::kMmFloatsX / 4], ws[ggml::kMmFloatsW / 4];  // float4: staged 4 floats at a time
+  ggml::mul_mm<B, T, O, false>(args, x, w, y, nullptr, nullptr, nullptr, group, thread_index, simd_group,
+                               reinterpret_cast<threadgroup float*>(xs), reinterpret_cast<threadgroup float*>(ws));
 }
 
 template <typename B, typename T, typename O>
@@ -871,8 +974,9 @@ template <typename B, typename T, typename O>
                                const device uint32_t* rows [[buffer(kGGMLRows)]],
                                uint thread_index [[thread_index_in_threadgroup]],
                                uint simd_group [[simdgroup_index_in_threadgroup]]) {
-  threadgroup float xs[ggml::kMmFloatsX], ws[ggml::kMmFloatsW];
-  ggml::mul_mm<B, T, O, true>(args, x, w, y, lhs, rhs, rows, group, thread_index, simd_group, xs, ws);
+  threadgroup float4 xs[ggml::kMmFloatsX / 4], ws[ggml::kMmFloatsW / 4];  // float4: staged 4 floats at a time
+  ggml::mul_mm<B, T, O, true>(args, x, w, y, lhs, rhs, rows, group, thread_index, simd_group,
+                              reinterpret_cast<threadgroup float*>(xs), reinterpret_cast<threadgroup float*>(ws));
 }
 
 template <typename B, typename O>

@@ -29,6 +29,24 @@ QMETAL_CONSTEXPR uint32_t kMaxBatchDims = 4;
 // Every tiled kernel (affine qmm, GGML mul_mm, DWQ; shaders/tile.h) steps K by this.
 QMETAL_CONSTEXPR uint32_t kTileK = 32;
 
+// Bytes of the words the kernels read a type's code bytes in (traits<B>::Word
+// in shaders/ggml.h), so the alignment its blocks need (GGMLType::alignment
+// on the host): 4 where every block keeps its code bytes on 4 bytes (block
+// size and field offsets multiples of 4), else 2. F32's floats take 4.
+QMETAL_CONSTEXPR uint32_t kGGMLWordQ4_0 = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLWordQ4_1 = 4;
+QMETAL_CONSTEXPR uint32_t kGGMLWordQ5_0 = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLWordQ5_1 = 4;
+QMETAL_CONSTEXPR uint32_t kGGMLWordQ8_0 = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLWordQ2_K = 4;
+QMETAL_CONSTEXPR uint32_t kGGMLWordQ3_K = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLWordQ4_K = 4;
+QMETAL_CONSTEXPR uint32_t kGGMLWordQ5_K = 4;
+QMETAL_CONSTEXPR uint32_t kGGMLWordQ6_K = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLWordF32 = 4;
+QMETAL_CONSTEXPR uint32_t kGGMLWordF16 = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLWordBF16 = 2;
+
 // shaders/mat_vec.h: at most this many simdgroups share one row's K in the
 // mat-vec kernels (each a "K slice"); the host picks the count per grid.
 QMETAL_CONSTEXPR uint32_t kMatVecMaxSlices = 8;
@@ -63,12 +81,12 @@ QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ4_0 = 4;
 QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ4_1 = 4;
 QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ5_0 = 4;
 QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ5_1 = 4;
-QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ8_0 = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ8_0 = 4;
 QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ2_K = 2;
 QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ3_K = 2;
-QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ4_K = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ4_K = 4;
 QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ5_K = 1;
-QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ6_K = 2;
+QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ6_K = 4;
 QMETAL_CONSTEXPR uint32_t kGGMLMvRowsF32 = 4;
 QMETAL_CONSTEXPR uint32_t kGGMLMvRowsF16 = 4;
 QMETAL_CONSTEXPR uint32_t kGGMLMvRowsBF16 = 4;

@@ -249,13 +249,16 @@ def test_23_non_integral_shapes_and_offsets_are_refused():
     assert weight.shape == (64, 256)
 
 
-@pytest.mark.parametrize("type_name, offset, alignment", [("Q4_0", 3, 2), ("F16", 1, 2), ("F32", 2, 4)])
-def test_ggml_offsets_keep_block_fields_aligned(type_name, offset, alignment):
+@pytest.mark.parametrize("type_name, k, offset, alignment", [
+    ("Q4_0", 32, 3, 2), ("F16", 32, 1, 2), ("F32", 32, 2, 4),
+    # Read in 32-bit words (their blocks keep code bytes on 4 bytes):
+    ("Q4_K", 256, 2, 4), ("Q2_K", 256, 6, 4), ("Q5_1", 32, 2, 4)])
+def test_ggml_offsets_keep_block_fields_aligned(type_name, k, offset, alignment):
     # A GPU faults on misaligned reads (the cuda backend did on an F32 weight at offset 2).
     data = np.zeros(4096, np.uint8)
     with pytest.raises(ValueError, match=f"offset: expected a multiple of {alignment} bytes for {type_name}, got {offset}"):
-        qmetal.GGMLWeight(data, type_name, (2, 32), offset=offset)
-    assert qmetal.GGMLWeight(data, type_name, (2, 32), offset=offset + alignment - offset % alignment).shape == (2, 32)
+        qmetal.GGMLWeight(data, type_name, (2, k), offset=offset)
+    assert qmetal.GGMLWeight(data, type_name, (2, k), offset=offset + alignment - offset % alignment).shape == (2, k)
 
 
 # --- #8-#15, #17, #24: the simulator fails safely ------------------------------------------

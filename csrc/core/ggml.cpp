@@ -53,13 +53,19 @@ std::string lower(std::string_view s) {
 const std::vector<GGMLType>& ggml_types() {
   using namespace qmetal_args;
   static const std::vector<GGMLType> types = {
-      {"Q4_0", "q4_0", 2, 32, 18, kGGMLMvRowsQ4_0},       {"Q4_1", "q4_1", 3, 32, 20, kGGMLMvRowsQ4_1},
-      {"Q5_0", "q5_0", 6, 32, 22, kGGMLMvRowsQ5_0},       {"Q5_1", "q5_1", 7, 32, 24, kGGMLMvRowsQ5_1},
-      {"Q8_0", "q8_0", 8, 32, 34, kGGMLMvRowsQ8_0},       {"Q2_K", "q2_k", 10, 256, 84, kGGMLMvRowsQ2_K},
-      {"Q3_K", "q3_k", 11, 256, 110, kGGMLMvRowsQ3_K},    {"Q4_K", "q4_k", 12, 256, 144, kGGMLMvRowsQ4_K},
-      {"Q5_K", "q5_k", 13, 256, 176, kGGMLMvRowsQ5_K},    {"Q6_K", "q6_k", 14, 256, 210, kGGMLMvRowsQ6_K},
-      {"F32", "f32", 0, 16, 64, kGGMLMvRowsF32},          {"F16", "f16", 1, 16, 32, kGGMLMvRowsF16},
-      {"BF16", "bf16", 30, 16, 32, kGGMLMvRowsBF16},
+      {"Q4_0", "q4_0", 2, 32, 18, kGGMLMvRowsQ4_0, kGGMLWordQ4_0},
+      {"Q4_1", "q4_1", 3, 32, 20, kGGMLMvRowsQ4_1, kGGMLWordQ4_1},
+      {"Q5_0", "q5_0", 6, 32, 22, kGGMLMvRowsQ5_0, kGGMLWordQ5_0},
+      {"Q5_1", "q5_1", 7, 32, 24, kGGMLMvRowsQ5_1, kGGMLWordQ5_1},
+      {"Q8_0", "q8_0", 8, 32, 34, kGGMLMvRowsQ8_0, kGGMLWordQ8_0},
+      {"Q2_K", "q2_k", 10, 256, 84, kGGMLMvRowsQ2_K, kGGMLWordQ2_K},
+      {"Q3_K", "q3_k", 11, 256, 110, kGGMLMvRowsQ3_K, kGGMLWordQ3_K},
+      {"Q4_K", "q4_k", 12, 256, 144, kGGMLMvRowsQ4_K, kGGMLWordQ4_K},
+      {"Q5_K", "q5_k", 13, 256, 176, kGGMLMvRowsQ5_K, kGGMLWordQ5_K},
+      {"Q6_K", "q6_k", 14, 256, 210, kGGMLMvRowsQ6_K, kGGMLWordQ6_K},
+      {"F32", "f32", 0, 16, 64, kGGMLMvRowsF32, kGGMLWordF32},
+      {"F16", "f16", 1, 16, 32, kGGMLMvRowsF16, kGGMLWordF16},
+      {"BF16", "bf16", 30, 16, 32, kGGMLMvRowsBF16, kGGMLWordBF16},
   };
   return types;
 }
@@ -98,11 +104,10 @@ GGMLWeight GGMLWeight::from_buffer(BufferPtr data, std::string_view type_name, S
     value_error("shape: K (", shape.back(), ") must be a positive multiple of ", multiple, " for ", type.name,
                 type.block_values >= kMmK ? " (its block size)" : "");
   }
-  // Blocks are read field by field, so they start on their widest field's
-  // alignment: F32's floats take 4 bytes, every other type's fields (fp16,
-  // bf16, bytes) 2. GGUF aligns tensors to 32. (A GPU faults on a misaligned
-  // read: the cuda backend did, at an F32 weight 2 bytes into its buffer.)
-  const size_t alignment = std::string_view(type.kernel_name) == "f32" ? 4 : 2;
+  // Blocks start on the kernels' widest loads of them (2 or 4 bytes; GGUF
+  // aligns tensors to 32). A GPU faults on a misaligned read: the cuda
+  // backend did, at an F32 weight 2 bytes into its buffer.
+  const size_t alignment = type.alignment;
   if (offset % alignment != 0) {
     value_error("offset: expected a multiple of ", alignment, " bytes for ", type.name, ", got ", offset);
   }
