@@ -61,15 +61,15 @@ static_assert(sizeof(block_q2_K) == 84 && sizeof(block_q3_K) == 110 && sizeof(bl
 // words in the same order.
 constant constexpr int kPart = int(kGGMLMvPart);
 
-// A word of `bytes` bytes (2 or 4) holds byte i of a part at bits 8 (i %
-// bytes): its fields come out of a mask 256^(i % bytes) times larger, so
-// their activations are scaled by the inverse.
-constexpr float byte_scale(int bytes, int i) { return 1.0f / float(1u << (8 * (i % bytes))); }
+// Fields are masked in place within 16-bit halves of words (so that the
+// masked value stays below 2^23, for exact_float): the second byte's fields
+// come out of a mask 256 times larger, so their activations are scaled by 1/256.
+constexpr float byte_scale(int i) { return i % 2 == 0 ? 1.0f : 1.0f / 256.0f; }
 // Nibble runs: run 0 the low nibbles of the part's bytes, run 1 the high
 // nibbles (masked in place: code * 16).
-constexpr float nibble_scale(int bytes, int run, int i) { return byte_scale(bytes, i) * (run == 0 ? 1.0f : 1.0f / 16.0f); }
-// 2-bit runs (16-bit words): run r is the field at bits 2r of each byte (code * 4^r).
-constexpr float two_bit_scale(int run, int i) { return byte_scale(2, i) / float(1 << (2 * run)); }
+constexpr float nibble_scale(int run, int i) { return byte_scale(i) * (run == 0 ? 1.0f : 1.0f / 16.0f); }
+// 2-bit runs: run r is the field at bits 2r of each byte (code * 4^r).
+constexpr float two_bit_scale(int run, int i) { return byte_scale(i) / float(1 << (2 * run)); }
 
 // Q4_0, Q4_1, Q5_0, Q5_1: part p owns qs bytes [8p, 8p + 8): values 8p + i
 // (low nibbles) and 16 + 8p + i (high nibbles).
@@ -77,7 +77,7 @@ struct legacy_parts {
   static constant constexpr int runs = 2;
   static constant constexpr bool has_sums = true;
   static uint run_offset(uint part, int run) { return 8 * part + 16 * run; }
-  static constexpr float y_scale(int run, int i) { return nibble_scale(2, run, i); }  // 16-bit words
+  static constexpr float y_scale(int run, int i) { return nibble_scale(run, i); }
 };
 // Q8_0: part p is values [16p, 16p + 16), one int8 each, read as 16-bit
 // words; dot() biases the codes to unsigned (see there), hence the sum.
@@ -85,7 +85,7 @@ struct q8_parts {
   static constant constexpr int runs = 1;
   static constant constexpr bool has_sums = true;
   static uint run_offset(uint part, int) { return kPart * part; }
-  static constexpr float y_scale(int, int i) { return byte_scale(2, i); }
+  static constexpr float y_scale(int, int i) { return byte_scale(i); }
 };
 // Q2_K, Q3_K, Q6_K: part p owns bytes [4 (p % 8), + 4) of the 32-byte plane
 // of half p / 8, whose byte l holds value 128 half + 32 r + l in field r.
@@ -99,7 +99,7 @@ struct k_two_bit_parts : k_plane_parts {
 };
 struct q6_k_parts : k_plane_parts {
   // 6-bit codes are assembled per byte (constant shifts) before the mask.
-  static constexpr float y_scale(int, int i) { return byte_scale(2, i); }
+  static constexpr float y_scale(int, int i) { return byte_scale(i); }
 };
 // Q4_K, Q5_K: part p owns qs bytes [32 g + 8 j, + 8) (g = p / 4, j = p % 4):
 // values 64 g + 8 j + i (low nibbles, sub-block 2g) and + 32 (high, 2g + 1).
@@ -107,7 +107,7 @@ struct k_nibble_parts {
   static constant constexpr int runs = 2;
   static constant constexpr bool has_sums = true;
   static uint run_offset(uint part, int run) { return 64 * (part / 4) + 32 * run + 8 * (part % 4); }
-  static constexpr float y_scale(int run, int i) { return nibble_scale(4, run, i); }  // 32-bit words
+  static constexpr float y_scale(int run, int i) { return nibble_scale(run, i); }
 };
 // Dense: the 16-value block is one part.
 struct dense_parts {
@@ -401,22 +401,27 @@ inline float exact_float(uint v) {
   return as_type<float>(two_pow_23_bits | v) - 8388608.0f;
 }
 
-// Both nibbles of 8 bytes (Words of 2 or 4 bytes, as the parts' y_scale
-// assumes): lo[m] += the low-nibble run's dot, hi[m] += the high-nibble
-// run's (y laid out and scaled as nibble_scale).
+// Both nibbles of 8 bytes (read as Words of 2 or 4 bytes, a 32-bit word's
+// upper half shifted down once): lo[m] += the low-nibble run's dot, hi[m] +=
+// the high-nibble run's (y laid out and scaled as nibble_scale). Codes take
+// exact_float: two full-rate operations rather than a convert, which the
+// H200 runs at 1/8 of the FMA rate and Apple GPUs at 1/4 (audit section 0);
+// one per weight bounded the large mat-vecs there.
 template <int R, typename Word>
 inline void nibble_dots(const device uint8_t* q, const thread float* y, thread float* lo, thread float* hi) {
   constexpr int bytes = sizeof(Word);
   const device Word* w = reinterpret_cast<const device Word*>(q);
   for (int k = 0; k < 8 / bytes; ++k) {
     const uint word = w[k];
-    for (int b = 0; b < bytes; ++b) {
-      // Byte b's nibbles sit at bits 8b and 8b + 4.
-      const int i = k * bytes + b;
-      const float low = float(word & (0x0Fu << (8 * b))), high = float(word & (0xF0u << (8 * b)));
+    for (int half_word = 0; half_word < bytes / 2; ++half_word) {
+      const uint pair = half_word == 0 ? word : word >> 16;  // two bytes, at bits 0 and 8
+      const int i = k * bytes + 2 * half_word;
+      const float low0 = exact_float(pair & 0x000Fu), low1 = exact_float(pair & 0x0F00u);
+      const float high0 = exact_float(pair & 0x00F0u), high1 = exact_float(pair & 0xF000u);
       for (int m = 0; m < R; ++m) {
-        lo[m] += y[m * kPart + i] * low;
-        hi[m] += y[m * kPart + 8 + i] * high;
+        const thread float* ym = y + m * kPart;
+        lo[m] += ym[i] * low0 + ym[i + 1] * low1;
+        hi[m] += ym[8 + i] * high0 + ym[8 + i + 1] * high1;
       }
     }
   }
@@ -510,7 +515,7 @@ inline void dot(const device block_q8_0& b, uint part, const thread float* y, co
   zero<R>(acc);
   for (int k = 0; k < kPart / 2; ++k) {
     const uint word = q[k] ^ kQ8SignBits;
-    const float c0 = float(word & 0x00FFu), c1 = float(word & 0xFF00u);
+    const float c0 = exact_float(word & 0x00FFu), c1 = exact_float(word & 0xFF00u);
     for (int m = 0; m < R; ++m) acc[m] += y[m * kPart + 2 * k] * c0 + y[m * kPart + 2 * k + 1] * c1;
   }
   const float d = float(b.d);
@@ -668,7 +673,7 @@ inline void dot(const device block_q6_K& b, uint part, const thread float* y, co
     code[2] = ((a >> 4) & 0x0F0Fu) | (h & 0x3030u);
     code[3] = ((c >> 4) & 0x0F0Fu) | ((h >> 2) & 0x3030u);
     for (int r = 0; r < 4; ++r) {
-      const float c0 = float(code[r] & 0x003Fu), c1 = float(code[r] & 0x3F00u);
+      const float c0 = exact_float(code[r] & 0x003Fu), c1 = exact_float(code[r] & 0x3F00u);
       for (int m = 0; m < R; ++m) acc[m * 4 + r] += y[m * kPart + 4 * r + 2 * k] * c0 + y[m * kPart + 4 * r + 2 * k + 1] * c1;
     }
   }

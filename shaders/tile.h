@@ -14,6 +14,12 @@ namespace tile {
 constant constexpr int kFrag = 8;  // simdgroup_matrix side
 constant constexpr int kK = int(qmetal_args::kTileK);  // K per step of every tiled kernel
 
+// The loops over fragments are unrolled (`#pragma unroll`, which Apple's
+// clang-based compiler and nvcc both take) so that the fragments stay in
+// registers: the CUDA translation of mul_mm's 2 x 4 block otherwise kept
+// them in local memory (a stack frame; ptxas -v), the loads of which went
+// through the L1 pipe that bounds the tiles (ncu on the H200).
+//
 // acc (a simdgroup's frags_m x frags_n block of 8x8 results, at rows frag_m
 // and columns frag_n of the output tile) += xs * ws over one K step. xs
 // holds x rows by K; ws holds w rows by K (`w_rows_by_k`, weights [N, K]) or
@@ -23,7 +29,9 @@ inline void multiply(thread simdgroup_float8x8 (&acc)[frags_m][frags_n], const t
                      const threadgroup float* ws, uint stride, uint frag_m, uint frag_n) {
   for (int kk = 0; kk < kK; kk += kFrag) {
     simdgroup_float8x8 a[frags_m], b[frags_n];
+#pragma unroll
     for (int i = 0; i < frags_m; ++i) simdgroup_load(a[i], xs, stride, ulong2(kk, frag_m + i * kFrag));
+#pragma unroll
     for (int j = 0; j < frags_n; ++j) {
       if (w_rows_by_k) {
         simdgroup_load(b[j], ws, stride, ulong2(kk, frag_n + j * kFrag), true);
@@ -31,14 +39,18 @@ inline void multiply(thread simdgroup_float8x8 (&acc)[frags_m][frags_n], const t
         simdgroup_load(b[j], ws, stride, ulong2(frag_n + j * kFrag, kk));
       }
     }
+#pragma unroll
     for (int i = 0; i < frags_m; ++i)
+#pragma unroll
       for (int j = 0; j < frags_n; ++j) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);
   }
 }
 
 template <int frags_m, int frags_n>
 inline void clear(thread simdgroup_float8x8 (&acc)[frags_m][frags_n]) {
+#pragma unroll
   for (int i = 0; i < frags_m; ++i)
+#pragma unroll
     for (int j = 0; j < frags_n; ++j) acc[i][j] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
 }
 
@@ -47,7 +59,9 @@ inline void clear(thread simdgroup_float8x8 (&acc)[frags_m][frags_n]) {
 template <int frags_m, int frags_n>
 inline void stage(thread simdgroup_float8x8 (&acc)[frags_m][frags_n], threadgroup float* out, uint stride,
                   uint frag_m, uint frag_n) {
+#pragma unroll
   for (int i = 0; i < frags_m; ++i)
+#pragma unroll
     for (int j = 0; j < frags_n; ++j)
       simdgroup_store(acc[i][j], out, stride, ulong2(frag_n + j * kFrag, frag_m + i * kFrag));
   threadgroup_barrier(mem_flags::mem_threadgroup);
