@@ -130,7 +130,7 @@ constant constexpr int kQmvRowsPerSimdgroup = int(kAffineQmvRowsPerSimdgroup);
 // Every step is decoded once per row and applied to `x_rows` activation rows
 // (1 for mat-vec, more for small batches). Any K (a multiple of the group
 // size, so of the step); `aligned`: N is a multiple of the rows per
-// threadgroup, so no simdgroup needs a row check.
+// threadgroup, so no simdgroup needs a row clamp.
 template <typename T, int group_size, int bits, bool aligned, int x_rows, bool gather = false>
 void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_t* w, const device T* scales,
          const device T* biases, device T* y, const device uint32_t* lhs, const device uint32_t* rhs, uint3 group,
@@ -163,8 +163,9 @@ void qmv(constant AffineMatmulArgs& args, const device T* x, const device uint8_
     }
     const uint g = step * Step::values / group_size;
     for (int r = 0; r < kQmvRowsPerSimdgroup; ++r) {
-      const uint n = n0 + r;
-      if (!aligned && n >= N) break;
+      // Rows past N (a ragged last threadgroup) read row N - 1, whose sums
+      // store_sums drops: no branch, so every row's loads can be in flight at once.
+      const uint n = aligned ? n0 + r : min(n0 + r, N - 1);
       const float dot_scale = float(scales[ulong(n) * groups_per_row + g]);
       const float bias = float(biases[ulong(n) * groups_per_row + g]);
       const device uint32_t* words = w_words + ulong(n) * row_words + step * Step::words;

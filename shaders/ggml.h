@@ -801,9 +801,12 @@ void mul_mv(constant GGMLMatmulArgs& args, const device T* x, const device uint8
       }
     }
     for (int r = 0; r < rows; ++r) {
-      if (n0 + r >= N) break;
+      // Rows past N (a ragged last threadgroup) read row N - 1, whose sums
+      // store_sums drops: no branch, so every row's loads can be in flight at
+      // once (behind a `break`, a row's loads wait for the previous row's check).
+      const uint n = min(n0 + r, N - 1);
       float dots[x_rows];
-      dot<x_rows>(w_rows[ulong(n0 + r) * blocks_per_row + block], part, ys, sums, dots);
+      dot<x_rows>(w_rows[ulong(n) * blocks_per_row + block], part, ys, sums, dots);
       for (int m = 0; m < x_rows; ++m) acc[m][r] += dots[m];
     }
   }

@@ -88,6 +88,7 @@ U32 = unit_roundoff(np.float32)
 AFFINE_ROUTES = ("qmv", "qmv_fast", "qmv_wide", "qvm", "qvm_split_k", "qmm", "qmm_split_k", "qmm_sorted")
 GGML_ROUTES = ("mv", "mv_ext", "mm", "mv_id", "mm_id")
 GGML_TYPES = tuple(row[0] for row in qmetal._core.ggml_type_table())
+GGML_ALIGNMENT = {row[0]: row[5] for row in qmetal._core.ggml_type_table()}
 INDEX_DTYPES = tuple(np.dtype(t) for t in (np.uint32, np.int32, np.int64, np.uint64, np.int16, np.uint8))
 SENTINEL = -7.25  # exact in every float dtype
 GUARD = 16        # sentinel elements after a fresh out
@@ -604,7 +605,7 @@ def ggml_weight(draw, rng, type_name, shape):
         return qmetal.GGMLWeight(blocks, type_name, shape), blocks
     if how == "bytes":
         return qmetal.GGMLWeight(blocks.tobytes(), type_name, shape), blocks
-    alignment = 4 if type_name == "F32" else 2  # each block's widest field
+    alignment = GGML_ALIGNMENT[type_name]  # the kernels' widest loads of a block
     offset = alignment * draw(st.integers(0, 40), "offset / alignment")
     data = rng.integers(0, 256, offset + blocks.size + draw(st.integers(0, 9)), dtype=np.uint8)
     data[offset:offset + blocks.size] = blocks

@@ -86,10 +86,13 @@ def test_type_table_matches_gguf():
     table = {row[0]: row for row in qmetal._core.ggml_type_table()}
     assert set(table) == set(QUANTIZED + DENSE)
     for name in QUANTIZED:
-        _, gguf_id, values, size, _ = table[name]
+        _, gguf_id, values, size, _, alignment = table[name]
         qtype = gguf.GGMLQuantizationType[name]
         assert gguf_id == qtype.value
         assert (values, size) == gguf.GGML_QUANT_SIZES[qtype]
+        # Blocks keep their code bytes on the kernels' word loads: a 4-byte
+        # alignment needs blocks of a multiple of 4 bytes.
+        assert alignment in (2, 4) and size % alignment == 0
 
 
 @pytest.mark.parametrize("type_name", QUANTIZED + DENSE)

@@ -194,7 +194,7 @@ class GGUFFile:
             if type_id in _DENSE:
                 nbytes = count * np.dtype(_DENSE[type_id]).itemsize
             elif type_id in types:
-                _, _, block_values, block_bytes, _ = types[type_id]
+                _, _, block_values, block_bytes, *_ = types[type_id]
                 if shape[-1] % block_values:
                     raise ValueError(f"{where}: its rows ({shape[-1]} values) are not whole {types[type_id][0]} "
                                      f"blocks of {block_values}")
