@@ -28,12 +28,15 @@ struct SliceSums {
 
 struct Slicing {
   uint row_group;  // which of the threadgroup's row simdgroups
-  uint slice;      // which part of K
+  uint slice;      // which part of K; slice >= slices: an idle simdgroup
   uint slices;
 };
 
+// Simdgroups past whole slices, or past kMatVecMaxSlices of them (a plan
+// with another threadgroup size than the host's), are idle: they write
+// nothing, so no plan can make slices race or overrun slice_sums.
 inline Slicing slicing(uint simd_group, uint simdgroups, uint row_groups) {
-  return {simd_group % row_groups, simd_group / row_groups, max(simdgroups / row_groups, 1u)};
+  return {simd_group % row_groups, simd_group / row_groups, clamp(simdgroups / row_groups, 1u, kMatVecMaxSlices)};
 }
 
 // y[m0 + m][n0 + r] = the sum over the simdgroup's lanes and the slices of
@@ -42,7 +45,9 @@ inline Slicing slicing(uint simd_group, uint simdgroups, uint row_groups) {
 template <int row_groups, int rows, int x_rows, typename O>
 inline void store_sums(thread const float (&acc)[x_rows][rows], Slicing s, uint lane, uint M, uint N, uint m0,
                        uint n0, device O* y, threadgroup float* slice_sums) {
+  const bool idle = s.slice >= s.slices;
   if (s.slices == 1) {
+    if (idle) return;
     for (int m = 0; m < x_rows; ++m) {
       for (int r = 0; r < rows; ++r) {
         const float total = simd_sum(acc[m][r]);
@@ -53,11 +58,11 @@ inline void store_sums(thread const float (&acc)[x_rows][rows], Slicing s, uint 
   }
   constexpr uint per_simdgroup = x_rows * rows;
   static_assert(per_simdgroup <= kSimdWidth, "one lane adds up each sum");
-  threadgroup float* mine = slice_sums + (s.slice * row_groups + s.row_group) * per_simdgroup;
+  threadgroup float* mine = slice_sums + (min(s.slice, s.slices - 1) * row_groups + s.row_group) * per_simdgroup;
   for (int m = 0; m < x_rows; ++m) {
     for (int r = 0; r < rows; ++r) {
       const float total = simd_sum(acc[m][r]);
-      if (lane == 0) mine[m * rows + r] = total;
+      if (lane == 0 && !idle) mine[m * rows + r] = total;
     }
   }
   threadgroup_barrier(mem_flags::mem_threadgroup);

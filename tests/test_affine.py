@@ -6,10 +6,13 @@ mlx.core.quantized_matmul, and bad input."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 import qmetal
+import qmetal.sim
 from qmetal import reference as ref
 from conftest import FLOAT_DTYPES, from_mx, relative_error, to_mx, unit_roundoff, random_weights
 
@@ -190,33 +193,78 @@ def test_split_k_when_tiles_are_few(rng):
     assert_matmul_close(y, x, w, transpose=False)
 
 
+def test_mat_vec_k_slices_fill_the_gpu():
+    """planning::mat_vec_slices: simdgroups share a row's K until the grid
+    has 24 per core (4 per target threadgroup), at most 8 and at most one
+    slice per step of a lane."""
+    slices = qmetal._core.mat_vec_k_slices
+    assert slices(1, 100, 128) == 8  # the cap (threadgroup memory is sized for it)
+    assert slices(16, 3, 128) == 3  # one slice per lane step
+    assert slices(10_000, 100, 128) == 1  # a grid that fills the GPU
+    assert slices(1024, 8, 6 * 132) == 4  # 4096 x 4096 at M = 1 on an H200 (bench/README.md)
+    assert slices(1024, 8, 6 * 10) == 1  # the same on a 10-core Apple GPU
+    assert slices(256, 8, 6 * 132) == 8  # 1024 x 4096 on an H200
+
+
 @pytest.mark.parametrize("bits", [4, 3])
-@pytest.mark.parametrize("route, n, m", [("qmv_fast", 24, 1), ("qmv", 13, 3), ("qmv_wide", 13, 6)])
-def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, route, n, m, bits):
+@pytest.mark.parametrize("route, n, m, k", [("qmv_fast", 24, 1, 2112), ("qmv", 13, 3, 2112),
+                                            ("qmv_wide", 13, 6, 2112), ("qmv", 13, 1, 8192)])
+def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, route, n, m, k, bits):
     """K slices (shaders/mat_vec.h): a grid of few rows over a long K gets
     more simdgroups per threadgroup, each summing part of every row's K.
     K = 2112 gives 4-bit lanes 132 / 32 steps (5 slices, the last step of a
-    lane partly filled) and 3-bit lanes 66 / 32 (3 slices); many rows keep
-    one slice."""
+    lane partly filled) and 3-bit lanes 66 / 32 (3 slices); K = 8192 reaches
+    the cap of 8."""
     import mlx.core as mx
 
     device = qmetal.default_device()
-    k = 2112
     w = qmetal.quantize(random_weights(rng, (n, k), np.float16), bits, 64)
     x = rng.standard_normal((m, k)).astype(np.float16)
     y = qmetal.matmul(x, w, route=route)
     plan = qmetal._core.plan_affine_matmul(device, qmetal.asbuffer(x), w._native, True, qmetal.asbuffer(y), route)
     steps = k // (16 if bits % 2 == 0 else 32)
-    assert plan[0].threadgroup == (64 * -(-steps // 32), 1, 1)
+    assert plan[0].threadgroup == (64 * min(8, -(-steps // 32)), 1, 1)
     assert_matmul_close(y, x, w)
     theirs = from_mx(mx.quantized_matmul(to_mx(x), to_mx(w.packed), to_mx(w.scales), to_mx(w.biases),
                                          transpose=True, group_size=64, bits=bits))
     assert relative_error(y, theirs) < tolerance(np.float16, k) + 8 * unit_roundoff(np.float16) * np.sqrt(k)
-    # A grid that fills the GPU's simdgroups: one slice.
-    many = qmetal.quantize(random_weights(rng, (8 * 4096, 256), np.float16), bits, 64)
-    plan = qmetal._core.plan_affine_matmul(device, qmetal.empty((1, 256), "float16"), many._native, True,
-                                           qmetal.empty((1, 8 * 4096), "float16"), "automatic")
-    assert plan[0].threadgroup == (64, 1, 1)
+
+
+@pytest.mark.parametrize("threads", [96, 64 * 9, 1024])
+def test_mat_vec_threadgroups_the_host_does_not_plan_stay_correct(rng, threads):
+    """Simdgroups past whole K slices (96 threads: 1 slice and a spare) or
+    past 8 slices (576) are idle (mat_vec.h), so a plan edited to any
+    threadgroup size still sums every step once, without races."""
+    k, n = 2112, 16
+    w = qmetal.quantize(random_weights(rng, (n, k), np.float32), 4, 64)
+    x = rng.standard_normal((1, k)).astype(np.float32)
+    y = qmetal.zeros((1, n), "float32")
+    plan = qmetal._core.plan_affine_matmul(qmetal.default_device(), qmetal.asbuffer(x), w._native, True, y,
+                                           "qmv_fast")[0]
+    plan.threadgroup = (threads, 1, 1)
+    # The one kernel, built for race checks (the built-in library is not).
+    name = qmetal._core.affine_kernel_name("qmv_fast", "float32", 64, 4)
+    source = (f'#include "affine.h"\ntemplate [[host_name("{name}")]] [[kernel]] decltype(affine_qmv_fast<float, 64, 4>) '
+              f'affine_qmv_fast<float, 64, 4>;\n')
+    shaders = os.path.join(os.path.dirname(__file__), "..", "shaders")
+    qmetal.sim.compile(source, include_dirs=[shaders], race_check=True).execute(plan, race_check=True)
+    assert_matmul_close(np.asarray(y), x, w)
+
+
+def test_gather_mat_vecs_share_k(rng):
+    """The MoE mat-vec (gather_qmv) with K slices: few rows per expert over a
+    long K, against mx.gather_qmm and float64."""
+    import mlx.core as mx
+
+    k = 2112
+    w = qmetal.quantize(random_weights(rng, (3, 16, k), np.float32), 4, 64)
+    x = rng.standard_normal((2, 1, k)).astype(np.float32)
+    rhs = rng.integers(0, 3, (2, 2)).astype(np.uint32)
+    y = qmetal.gather_matmul(x[:, None], w, rhs_indices=rhs)
+    theirs = mx.gather_qmm(mx.array(x[:, None]), mx.array(w.packed), mx.array(w.scales), mx.array(w.biases),
+                           rhs_indices=mx.array(rhs), transpose=True, group_size=64, bits=4)
+    assert relative_error(y, np.array(theirs)) < 4 * tolerance(np.float32, k)
+    assert_gather_close(y, x[:, None], w, None, rhs)
 
 
 def test_batched_and_broadcast_weights(rng):

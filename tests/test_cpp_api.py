@@ -19,7 +19,7 @@ struct ExampleArgs { uint32_t n; float alpha; };
 
 int main() {
   auto device = qmetal::default_device();
-  float host[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  alignas(qmetal::kKernelLoadAlignment) float host[8] = {1, 2, 3, 4, 5, 6, 7, 8};
   auto wrapped = qmetal::Buffer::wrap(host, qmetal::DType::f32, {8}, nullptr, alignof(float), false);
   static_cast<float*>(wrapped->data())[0] = 42.0f;  // aliases host memory
   auto out = qmetal::Buffer::allocate(qmetal::DType::f32, {2, 4});

@@ -127,25 +127,34 @@ def test_every_type_route_and_activation(rng, route, type_name, activation):
                      term_magnitudes(blocks, type_name, (n, k)))
 
 
-@pytest.mark.parametrize("type_name, m", [("Q4_0", 1), ("Q4_K", 3), ("Q6_K", 1), ("Q8_0", 2)])
-def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, type_name, m):
+@pytest.mark.parametrize("type_name, m, route", [("Q4_0", 1, "automatic"), ("Q4_K", 3, "automatic"),
+                                                  ("Q6_K", 1, "automatic"), ("Q8_0", 2, "automatic"),
+                                                  ("Q4_K", 5, "mv_ext"), ("Q5_1", 7, "mv_ext")])
+def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, type_name, m, route):
     """K slices (shaders/mat_vec.h), as for the affine mat-vecs: 13 rows over
     K = 2304 (144 parts of 16 values, 5 per lane) take 5 slices of
-    simdgroups, the last part of a lane partly filled; many rows keep one."""
+    simdgroups, the last part of a lane partly filled; mul_mv_ext too."""
     device = qmetal.default_device()
     n, k = 13, 2304
     blocks = random_blocks(rng, type_name, n, k)
     w = qmetal.GGMLWeight(blocks, type_name, (n, k))
     x = rng.standard_normal((m, k)).astype(np.float16)
-    y = qmetal.matmul(x, w)
-    plan = qmetal._core.plan_ggml_matmul(device, qmetal.asbuffer(x), w._native, qmetal.asbuffer(y), m, "automatic")
+    y = qmetal.matmul(x, w, route=route)
+    plan = qmetal._core.plan_ggml_matmul(device, qmetal.asbuffer(x), w._native, qmetal.asbuffer(y), m, route)
     assert plan[0].kernel.startswith("ggml_mul_mv") and plan[0].threadgroup == (64 * 5, 1, 1)
     assert_close(y, x, oracle_dense(blocks, type_name, (n, k)), type_name, term_magnitudes(blocks, type_name, (n, k)))
-    many = random_blocks(rng, type_name, 8 * 4096, 256)
-    w = qmetal.GGMLWeight(many, type_name, (8 * 4096, 256))
-    plan = qmetal._core.plan_ggml_matmul(device, qmetal.empty((1, 256), "float16"), w._native,
-                                         qmetal.empty((1, 8 * 4096), "float32"), 1, "automatic")
-    assert plan[0].threadgroup == (64, 1, 1)
+
+
+def test_moe_mat_vecs_share_k(rng):
+    """mul_mv_id with K slices: a few rows per expert over a long K."""
+    experts, n, k = 3, 13, 2304
+    blocks = random_blocks(rng, "Q4_K", experts * n, k)
+    w = qmetal.GGMLWeight(blocks, "Q4_K", (experts, n, k))
+    x = rng.standard_normal((2, 1, 1, k)).astype(np.float16)
+    ids = np.array([[0, 2], [1, 0]], np.int32)
+    y = qmetal.gather_matmul(x, w, rhs_indices=ids, route="mv_id")
+    expected = reference_gather(x, oracle_dense(blocks, "Q4_K", (experts, n, k)), ids)
+    assert relative_error(y, expected) < 4 * (unit_roundoff(np.float32) * np.sqrt(k) + unit_roundoff(np.float16))
 
 
 @pytest.mark.parametrize("m", [1, 2, 5, 8, 9, 33, 100])

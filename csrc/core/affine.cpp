@@ -44,7 +44,7 @@ constexpr uint32_t kSumThreads = 256;  // one thread per output: any width
 uint32_t qmv_threads(const Device& device, const Dim3& grid, uint32_t K, int bits) {
   const uint64_t simdgroups = grid.volume() * qmetal_args::kAffineQmvSimdgroups;
   const uint64_t lane_steps = ceil_div(K / qmetal_args::affine_step_values(uint32_t(bits)), kSimdWidth);
-  return kQmvThreads * planning::mat_vec_slices(simdgroups, lane_steps, device);
+  return kQmvThreads * planning::mat_vec_slices(simdgroups, lane_steps, planning::target_threadgroups(device));
 }
 
 bool contains(const int* first, const int* last, int value) { return std::find(first, last, value) != last; }

@@ -95,7 +95,7 @@ BufferPtr Buffer::wrap(void* data, DType dtype, Shape shape, std::shared_ptr<voi
   const size_t nbytes = checked_nbytes(dtype, shape);
   if (data == nullptr && nbytes != 0) value_error("data: null pointer for ", nbytes, " bytes");
 
-  const bool aligned = reinterpret_cast<uintptr_t>(data) % required_alignment == 0;
+  const bool aligned = reinterpret_cast<uintptr_t>(data) % std::max(required_alignment, kKernelLoadAlignment) == 0;
   if (!aligned || data == nullptr) {
     BufferPtr copy = allocate(dtype, std::move(shape));
     if (nbytes != 0) std::memcpy(copy->data_, data, nbytes);

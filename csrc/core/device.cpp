@@ -59,7 +59,7 @@ DevicePtr make_sim_device(bool tensor_ops) {
   caps.tensor_ops = tensor_ops;
   caps.max_buffer_length = size_t(1) << 40;
   // 16 bytes: the widest vector load a kernel makes (float4 / uint4).
-  caps.wrap_alignment = 16;
+  caps.wrap_alignment = kKernelLoadAlignment;
   caps.recommended_working_set = physical_memory();
   const unsigned threads = std::thread::hardware_concurrency();
   std::string name = "qmetal simulator (" + std::string(host_architecture()) + ", " +

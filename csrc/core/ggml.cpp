@@ -208,7 +208,8 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
   // kMvThreads per K slice (planning::mat_vec_slices; shaders/mat_vec.h).
   const auto mv_threads = [&](const Dim3& grid) {
     const uint64_t lane_steps = ceil_div(K / kPart, qmetal_args::kSimdWidth);
-    return kMvThreads * planning::mat_vec_slices(grid.volume() * kMvSimdgroups, lane_steps, device);
+    return kMvThreads *
+           planning::mat_vec_slices(grid.volume() * kMvSimdgroups, lane_steps, planning::target_threadgroups(device));
   };
   switch (route) {
     case GGMLRoute::mv:

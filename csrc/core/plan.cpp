@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "planning.h"
 #include "qmetal/error.h"
 
 namespace qmetal {
@@ -58,6 +59,10 @@ void DispatchPlan::validate(const DeviceCapabilities& caps) const {
     value_error(name, ": ", total, " bytes of threadgroup memory exceed the device limit of ",
                 caps.max_threadgroup_memory);
   }
+}
+
+uint32_t mat_vec_k_slices(uint64_t simdgroups, uint64_t lane_steps, uint64_t target_threadgroups) {
+  return planning::mat_vec_slices(simdgroups, lane_steps, target_threadgroups);
 }
 
 }  // namespace qmetal

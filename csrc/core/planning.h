@@ -49,9 +49,9 @@ inline uint64_t target_threadgroups(const Device& device) {
 // took as long as 4096 x 4096. Slices put more simdgroups on the same rows
 // until the grid has kSimdgroupsPerThreadgroup per target threadgroup (24 per
 // core), at most kMatVecMaxSlices and at most one slice per step of a lane.
-inline uint32_t mat_vec_slices(uint64_t simdgroups, uint64_t lane_steps, const Device& device) {
+inline uint32_t mat_vec_slices(uint64_t simdgroups, uint64_t lane_steps, uint64_t target_threadgroups) {
   constexpr uint64_t kSimdgroupsPerThreadgroup = 4;
-  const uint64_t target = target_threadgroups(device) * kSimdgroupsPerThreadgroup;
+  const uint64_t target = target_threadgroups * kSimdgroupsPerThreadgroup;
   const uint64_t wanted = (target + simdgroups - 1) / std::max<uint64_t>(simdgroups, 1);
   return static_cast<uint32_t>(std::clamp<uint64_t>(std::min<uint64_t>(wanted, lane_steps), 1,
                                                     qmetal_args::kMatVecMaxSlices));

@@ -359,7 +359,7 @@ DevicePtr create_device() {
   // Apple GPU (the planner routes on it); the GPU has more.
   caps.max_threadgroup_memory = 32 * 1024;
   caps.max_buffer_length = props.totalGlobalMem;
-  caps.wrap_alignment = 16;
+  caps.wrap_alignment = kKernelLoadAlignment;
   caps.recommended_working_set = props.totalGlobalMem;
   caps.simdgroup_reduction = true;
   caps.simdgroup_matrix = true;

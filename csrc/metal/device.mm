@@ -268,7 +268,7 @@ DevicePtr create_device() {
     // Views wrap whole pages around any pointer (buffer.mm), so host memory
     // needs only the alignment the kernels' widest loads need (float4 /
     // uint4), as on the simulator.
-    caps.wrap_alignment = 16;
+    caps.wrap_alignment = kKernelLoadAlignment;
     caps.recommended_working_set = device.recommendedMaxWorkingSetSize;
     // probe() admitted only Apple7 + Metal3 devices.
     caps.simdgroup_reduction = true;

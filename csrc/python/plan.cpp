@@ -70,6 +70,8 @@ void bind_plan(nb::module_& m) {
       .def(
           "validate", [](const DispatchPlan& p, const Device& device) { p.validate(device.capabilities()); },
           "device"_a, "Raise ValueError if the plan breaks the device's limits or its own consistency.");
+  m.def("mat_vec_k_slices", &mat_vec_k_slices, "simdgroups"_a, "lane_steps"_a, "target_threadgroups"_a,
+        "K slices the planners give a mat-vec grid (shaders/mat_vec.h).");
 }
 
 }  // namespace qmetal

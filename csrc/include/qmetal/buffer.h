@@ -25,6 +25,11 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* a_name, const
 // of it, which is what Metal needs to wrap memory without copying.
 size_t page_size();
 
+// The widest vector load a kernel makes (float4 / uint4; activations are
+// read 4 values at a time): every buffer a kernel reads starts on it.
+// Allocations are page-aligned; wrap() copies memory that is not.
+inline constexpr size_t kKernelLoadAlignment = 16;
+
 class Buffer {
  public:
   // Fresh page-aligned memory, uninitialised.
@@ -32,8 +37,9 @@ class Buffer {
 
   // Memory that somebody else owns (a NumPy array, an mmap'd file).
   // `keepalive` is held for as long as this buffer lives. When `data` is
-  // aligned to `required_alignment` the buffer aliases it (zero-copy);
-  // otherwise the contents are copied into fresh memory and copied() says so.
+  // aligned to `required_alignment` (and to kKernelLoadAlignment, whatever
+  // is asked) the buffer aliases it (zero-copy); otherwise the contents are
+  // copied into fresh memory and copied() says so.
   static std::shared_ptr<Buffer> wrap(void* data, DType dtype, Shape shape,
                                       std::shared_ptr<void> keepalive,
                                       size_t required_alignment, bool readonly);

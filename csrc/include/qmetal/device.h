@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "qmetal/buffer.h"
+
 namespace qmetal {
 
 enum class Backend : uint8_t { sim, metal, cuda };
@@ -22,7 +24,7 @@ struct DeviceCapabilities {
   size_t max_threadgroup_memory = 32 * 1024;
   size_t max_buffer_length = 0;
   // Host memory at this alignment is wrapped without a copy.
-  size_t wrap_alignment = 16;
+  size_t wrap_alignment = kKernelLoadAlignment;
   uint64_t recommended_working_set = 0;
   bool simdgroup_reduction = true;
   bool simdgroup_matrix = true;

@@ -74,4 +74,9 @@ struct DispatchPlan {
   void validate(const DeviceCapabilities& caps) const;
 };
 
+// The K slices the planners give a mat-vec grid of `simdgroups` simdgroups
+// whose lanes take `lane_steps` steps each (shaders/mat_vec.h), for a GPU
+// that wants `target_threadgroups` threadgroups (6 per core).
+uint32_t mat_vec_k_slices(uint64_t simdgroups, uint64_t lane_steps, uint64_t target_threadgroups);
+
 }  // namespace qmetal
