@@ -90,9 +90,13 @@ def test_type_table_matches_gguf():
         qtype = gguf.GGMLQuantizationType[name]
         assert gguf_id == qtype.value
         assert (values, size) == gguf.GGML_QUANT_SIZES[qtype]
-        # Blocks keep their code bytes on the kernels' word loads: a 4-byte
-        # alignment needs blocks of a multiple of 4 bytes.
+        # Blocks keep their code bytes on the kernels' word loads (kGGMLWord*):
+        # the block size and every code field's offset (llama.cpp's layout, as
+        # the reference's block dtype has it) are multiples of the alignment.
         assert alignment in (2, 4) and size % alignment == 0
+        fields = ref.ggml_type(name).block.fields
+        for field in ("qs", "qh", "ql", "hmask"):
+            assert field not in fields or fields[field][1] % alignment == 0, (name, field)
 
 
 @pytest.mark.parametrize("type_name", QUANTIZED + DENSE)
