@@ -843,12 +843,18 @@ inline void store4(thread const float* values, threadgroup float* to) {
 // rows x 2 chunks) and loads 8 values of the x tile; each w chunk is decoded
 // once per tile and used by all 32 rows of x. With `sorted`, the x rows of
 // the tile are rows z of a sorted MoE list (x row lhs[z], expert rhs[z],
-// output row rows[z]) and the tile walks the runs of equal experts.
-template <typename B, typename T, typename O, bool sorted>
+// output row rows[z]) and the tile walks the runs of equal experts. With
+// `split`, grid.z is the K partition: the tile sums its part of K into
+// float partials [partition][M][N] (GGMLMatmulArgs).
+template <typename B, typename T, typename O, bool sorted, bool split = false>
 void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8_t* w, device O* y,
             const device uint32_t* lhs, const device uint32_t* rhs, const device uint32_t* rows_out, uint3 group,
             uint thread_index, uint simd_group, threadgroup float* xs, threadgroup float* ws) {
+  static_assert(!(sorted && split), "the sorted MoE tiles are not split");
   const uint M = args.M, N = args.N, K = args.K;
+  const uint k_begin = split ? group.z * args.k_per_partition : 0;
+  const uint k_end = split ? min(K, k_begin + args.k_per_partition) : K;
+  y += split ? ulong(group.z) * M * N : 0;
   const uint blocks_per_row = K / traits<B>::values;
   const uint tile_m = group.y * kMmRowsX, tile_n = group.x * kMmRowsW;
   const uint w_row = thread_index / 2, w_chunk = thread_index % 2;        // one chunk of the w tile
@@ -870,7 +876,7 @@ void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8
     const uint m = tile_m + x_row;
     const bool x_live = sorted ? m >= run && m < run_end : m < M;
     const uint x_source = sorted && x_live ? lhs[m] : m;
-    for (uint k0 = 0; k0 < K; k0 += tile::kK) {
+    for (uint k0 = k_begin; k0 < k_end; k0 += tile::kK) {
       float x_values[kMmXValues];
       if (x_live) {
         read_x<kMmXValues>(args, x, x_source, k0 + x_col, x_values);
@@ -967,6 +973,16 @@ template <typename B, typename T, typename O>
                                reinterpret_cast<threadgroup float*>(xs), reinterpret_cast<threadgroup float*>(ws));
 }
 
+// Split-K: float partial sums per K partition (grid.z), then
+// affine_sum_partials; named with float32 output (the partials').
+template <typename B, typename T, typename O>
+[[kernel]] void ggml_mul_mm_split(QMETAL_GGML_PARAMS, uint thread_index [[thread_index_in_threadgroup]],
+                                  uint simd_group [[simdgroup_index_in_threadgroup]]) {
+  threadgroup float4 xs[ggml::kMmFloatsX / 4], ws[ggml::kMmFloatsW / 4];  // float4: staged 4 floats at a time
+  ggml::mul_mm<B, T, O, false, true>(args, x, w, y, nullptr, nullptr, nullptr, group, thread_index, simd_group,
+                                     reinterpret_cast<threadgroup float*>(xs), reinterpret_cast<threadgroup float*>(ws));
+}
+
 template <typename B, typename T, typename O>
 [[kernel]] void ggml_mul_mv_id(QMETAL_GGML_MV_PARAMS, const device uint32_t* lhs [[buffer(kGGMLLhs)]],
                                const device uint32_t* rhs [[buffer(kGGMLRhs)]]) {
@@ -1005,20 +1021,27 @@ template <typename B, typename O>
   QMETAL_GGML_ONE(kernel, block, type_name, half, float16, half, float16)     \
   QMETAL_GGML_ONE(kernel, block, type_name, bfloat, bfloat16, float, float32) \
   QMETAL_GGML_ONE(kernel, block, type_name, bfloat, bfloat16, bfloat, bfloat16)
-#define QMETAL_GGML_INSTANTIATE(kernel)                  \
-  QMETAL_GGML_DTYPES(kernel, block_q4_0, q4_0)           \
-  QMETAL_GGML_DTYPES(kernel, block_q4_1, q4_1)           \
-  QMETAL_GGML_DTYPES(kernel, block_q5_0, q5_0)           \
-  QMETAL_GGML_DTYPES(kernel, block_q5_1, q5_1)           \
-  QMETAL_GGML_DTYPES(kernel, block_q8_0, q8_0)           \
-  QMETAL_GGML_DTYPES(kernel, block_q2_K, q2_k)           \
-  QMETAL_GGML_DTYPES(kernel, block_q3_K, q3_k)           \
-  QMETAL_GGML_DTYPES(kernel, block_q4_K, q4_k)           \
-  QMETAL_GGML_DTYPES(kernel, block_q5_K, q5_k)           \
-  QMETAL_GGML_DTYPES(kernel, block_q6_K, q6_k)           \
-  QMETAL_GGML_DTYPES(kernel, block_f32, f32)             \
-  QMETAL_GGML_DTYPES(kernel, block_f16, f16)             \
-  QMETAL_GGML_DTYPES(kernel, block_bf16, bf16)
+// Kernels whose output is always float32 (split-K partials).
+#define QMETAL_GGML_FLOAT_OUT(kernel, block, type_name)                       \
+  QMETAL_GGML_ONE(kernel, block, type_name, float, float32, float, float32)   \
+  QMETAL_GGML_ONE(kernel, block, type_name, half, float16, float, float32)    \
+  QMETAL_GGML_ONE(kernel, block, type_name, bfloat, bfloat16, float, float32)
+#define QMETAL_GGML_INSTANTIATE(kernel) QMETAL_GGML_TYPES(kernel, QMETAL_GGML_DTYPES)
+#define QMETAL_GGML_INSTANTIATE_FLOAT_OUT(kernel) QMETAL_GGML_TYPES(kernel, QMETAL_GGML_FLOAT_OUT)
+#define QMETAL_GGML_TYPES(kernel, dtypes)                  \
+  dtypes(kernel, block_q4_0, q4_0)           \
+  dtypes(kernel, block_q4_1, q4_1)           \
+  dtypes(kernel, block_q5_0, q5_0)           \
+  dtypes(kernel, block_q5_1, q5_1)           \
+  dtypes(kernel, block_q8_0, q8_0)           \
+  dtypes(kernel, block_q2_K, q2_k)           \
+  dtypes(kernel, block_q3_K, q3_k)           \
+  dtypes(kernel, block_q4_K, q4_k)           \
+  dtypes(kernel, block_q5_K, q5_k)           \
+  dtypes(kernel, block_q6_K, q6_k)           \
+  dtypes(kernel, block_f32, f32)             \
+  dtypes(kernel, block_f16, f16)             \
+  dtypes(kernel, block_bf16, bf16)
 
 #define QMETAL_GGML_DEQUANTIZE_ONE(block, type_name, O, o_name)                                        \
   template [[host_name("ggml_dequantize_" #type_name "_" #o_name)]] [[kernel]]                         \

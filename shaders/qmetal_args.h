@@ -159,6 +159,11 @@ struct GGMLMatmulArgs {
   uint32_t x_head_dim;
   uint32_t x_rows;        // rows of x (for head-major addressing)
   uint32_t expert_rows;   // N (rows of one expert), for the MoE kernels
+  // Split-K (ggml_mul_mm_split): grid.z counts K partitions; partition p sums
+  // K range [p * k_per_partition, (p + 1) * k_per_partition) into float
+  // partials [p][M][N] (affine_sum_partials adds them).
+  uint32_t k_partitions;
+  uint32_t k_per_partition;
 };
 
 struct GGMLDequantizeArgs {

@@ -112,7 +112,7 @@ def test_dequantize_is_bit_exact_with_gguf(rng, type_name):
     np.testing.assert_array_equal(half, expected.astype(np.float16))
 
 
-ROUTE_ROWS = {"mv": 1, "mv_ext": 5, "mm": 33}
+ROUTE_ROWS = {"mv": 1, "mv_ext": 5, "mm": 33, "mm_split_k": 40}
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
@@ -147,6 +147,29 @@ def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, type_name, m, r
     plan = qmetal._core.plan_ggml_matmul(device, qmetal.asbuffer(x), w._native, qmetal.asbuffer(y), m, route)
     assert plan[0].kernel.startswith("ggml_mul_mv") and plan[0].threadgroup == (64 * 5, 1, 1)
     assert_close(y, x, oracle_dense(blocks, type_name, (n, k)), type_name, term_magnitudes(blocks, type_name, (n, k)))
+
+
+def test_prefill_splits_k_when_tiles_are_few(rng):
+    """Split-K for mul_mm (planning::k_partitions, as affine's qmm_split_k):
+    a grid of few 64 x 32 tiles sums K in partitions (float partials, then
+    affine_sum_partials); one that fills the GPU does not."""
+    device = qmetal.default_device()
+    n, k, m = 70, 1024, 40
+    blocks = random_blocks(rng, "Q4_K", n, k)
+    w = qmetal.GGMLWeight(blocks, "Q4_K", (n, k))
+    x = rng.standard_normal((m, k)).astype(np.float16)
+    for dtype in (np.float32, np.float16):
+        y = qmetal.matmul(x, w, dtype=dtype)
+        plan = qmetal._core.plan_ggml_matmul(device, qmetal.asbuffer(x), w._native, qmetal.asbuffer(y), m,
+                                             "automatic")
+        assert [p.kernel for p in plan] == ["ggml_mul_mm_split_q4_k_float16_float32",
+                                            f"affine_sum_partials_{np.dtype(dtype).name}"]
+        assert plan[0].grid[2] == 4  # K / 256: partitions of whole blocks
+        assert_close(y, x, oracle_dense(blocks, "Q4_K", (n, k)), f"split {dtype}", term_magnitudes(blocks, "Q4_K", (n, k)))
+    big = qmetal.GGMLWeight(np.zeros((4096, 1024 // 256 * 144), np.uint8), "Q4_K", (4096, 1024))
+    plan = qmetal._core.plan_ggml_matmul(device, qmetal.empty((512, 1024), "float16"), big._native,
+                                         qmetal.empty((512, 4096), "float32"), 512, "automatic")
+    assert [p.kernel for p in plan] == ["ggml_mul_mm_q4_k_float16_float32"]
 
 
 def test_moe_mat_vecs_share_k(rng):

@@ -34,9 +34,6 @@ constexpr uint32_t kTile = qmetal_args::kTileK;  // 32 x 32 tiles
 constexpr uint32_t kTileThreads = qmetal_args::kAffineTileThreads;
 constexpr uint32_t kPack = qmetal_args::kAffinePack;
 constexpr uint32_t kQuantizeThreads = 128;  // one thread per group or pack: any width
-// Split-K: the least K a partition should get.
-constexpr uint32_t kMinKPerPartition = 256;
-constexpr double kSplitMaxFill = 4.0 / 7.0;  // split only tiles filling at most this share of the target
 constexpr uint32_t kSumThreads = 256;  // one thread per output: any width
 
 // Threads of a qmv threadgroup over `grid`: kQmvThreads per K slice
@@ -189,13 +186,7 @@ uint64_t affine_target_threadgroups(const Device& device) {
 }
 
 uint32_t affine_k_partitions(uint64_t tiles, uint32_t K, uint64_t target_threadgroups) {
-  // A split pays for its float partials and the pass that sums them only
-  // when the tiles fill well under the target: on an H200 (target 792), 512
-  // tiles ran 1.2x slower split in 2 than unsplit, 448 tiles 1.2x faster.
-  // So: at most kSplitMaxFill of the target, and then at least 2 partitions.
-  if (double(tiles) > kSplitMaxFill * double(target_threadgroups)) return 1;
-  const uint64_t wanted = std::max<uint64_t>(2, (target_threadgroups + tiles - 1) / std::max<uint64_t>(tiles, 1));
-  return static_cast<uint32_t>(std::max<uint64_t>(1, std::min<uint64_t>(wanted, K / kMinKPerPartition)));
+  return planning::k_partitions(tiles, K, target_threadgroups);
 }
 
 Shape affine_matmul_shape(const Shape& x, const QuantizedWeight& w, bool transpose) {

@@ -32,7 +32,41 @@ constexpr uint32_t kMvMaxBatch = 8;      // mat-vecs (mul_mv rows or mul_mv_ext)
 constexpr uint32_t kChunk = qmetal_args::kGGMLChunk;
 constexpr uint32_t kPart = qmetal_args::kGGMLMvPart;
 constexpr uint32_t kDequantizeThreads = 128;
+constexpr uint32_t kSumThreads = 256;  // affine_sum_partials: one thread per output
 constexpr uint32_t kMmK = qmetal_args::kTileK;  // K per mul_mm step
+
+// mul_mm split over K (as the affine qmm_split_k): `tiles` is the mul_mm
+// plan; its partitions write float partials, which affine_sum_partials adds
+// into y. At least two partitions (a forced route exercises the path), each
+// a whole number of blocks and K steps.
+std::vector<DispatchPlan> split_k_plans(const Device& device, DispatchPlan tiles, qmetal_args::GGMLMatmulArgs args,
+                                        const GGMLType& type, DType activations, const BufferPtr& y) {
+  const uint32_t step = std::max<uint32_t>(type.block_values, kMmK);
+  const uint32_t wanted = planning::k_partitions(tiles.grid.volume(), args.K, planning::target_threadgroups(device));
+  const uint32_t partitions = std::max<uint32_t>(2, std::min<uint32_t>(wanted, ceil_div(args.K, step)));
+  args.k_per_partition = ceil_div(ceil_div(args.K, partitions), step) * step;
+  args.k_partitions = ceil_div(args.K, args.k_per_partition);
+  const uint64_t count = uint64_t(args.M) * args.N;
+  auto partials = Buffer::allocate(DType::f32, {int64_t(args.k_partitions), int64_t(count)});
+  tiles.set_args(args);
+  for (BufferBinding& binding : tiles.buffers) {
+    if (binding.index == qmetal_args::kGGMLY) binding.buffer = partials;  // receives the partial sums
+  }
+  tiles.grid.z = args.k_partitions;
+  tiles.kernel = ggml_kernel_name("mul_mm_split", type, activations, DType::f32);
+  tiles.validate(device.capabilities());
+
+  DispatchPlan sum;
+  const qmetal_args::SumPartialsArgs sum_args{checked_u32(int64_t(count), "the output size"), args.k_partitions};
+  sum.kernel = "affine_sum_partials_" + std::string(dtype_name(y->dtype()));  // the one sum of split-K partials
+  sum.set_args(sum_args);
+  sum.bind(qmetal_args::kPartials, partials, Access::read);
+  sum.bind(qmetal_args::kPartialsSum, y, Access::write);
+  sum.grid = {ceil_div(count, kSumThreads), 1, 1};
+  sum.threadgroup = {kSumThreads, 1, 1};
+  sum.validate(device.capabilities());
+  return {std::move(tiles), std::move(sum)};
+}
 
 // x rows per mul_mv_ext threadgroup for M rows: the fewest passes over the
 // weights (each pass reads all of w), then rows spread evenly over them, so
@@ -120,12 +154,12 @@ GGMLWeight GGMLWeight::from_buffer(BufferPtr data, std::string_view type_name, S
 }
 
 GGMLRoute ggml_route_from_name(std::string_view name) {
-  for (GGMLRoute r : {GGMLRoute::automatic, GGMLRoute::mv, GGMLRoute::mv_ext, GGMLRoute::mm, GGMLRoute::mv_id,
-                      GGMLRoute::mm_id, GGMLRoute::mm_tensor, GGMLRoute::mm_id_tensor}) {
+  for (GGMLRoute r : {GGMLRoute::automatic, GGMLRoute::mv, GGMLRoute::mv_ext, GGMLRoute::mm, GGMLRoute::mm_split_k,
+                      GGMLRoute::mv_id, GGMLRoute::mm_id, GGMLRoute::mm_tensor, GGMLRoute::mm_id_tensor}) {
     if (ggml_route_name(r) == name) return r;
   }
-  value_error("route: expected one of automatic, mv, mv_ext, mm, mv_id, mm_id, mm_tensor, mm_id_tensor, got '",
-              std::string(name), "'");
+  value_error("route: expected one of automatic, mv, mv_ext, mm, mm_split_k, mv_id, mm_id, mm_tensor, mm_id_tensor, "
+              "got '", std::string(name), "'");
 }
 
 std::string_view ggml_route_name(GGMLRoute route) {
@@ -134,6 +168,7 @@ std::string_view ggml_route_name(GGMLRoute route) {
     case GGMLRoute::mv: return "mv";
     case GGMLRoute::mv_ext: return "mv_ext";
     case GGMLRoute::mm: return "mm";
+    case GGMLRoute::mm_split_k: return "mm_split_k";
     case GGMLRoute::mv_id: return "mv_id";
     case GGMLRoute::mm_id: return "mm_id";
     case GGMLRoute::mm_tensor: return "mm_tensor";
@@ -159,6 +194,8 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
   // then address x without dividing by head_dim at all (audit F9).
   args.x_head_dim = M == 1 ? 0 : head_dim;
   args.expert_rows = N;
+  args.k_partitions = 1;
+  args.k_per_partition = K;
   const bool row_list = rows != nullptr;
   args.M = row_list ? rows->count : M;
   args.x_rows = args.x_head_dim ? M : 0;
@@ -169,13 +206,16 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
     } else {
       const uint64_t mv_threadgroups = ceil_div(N, kMvSimdgroups * w.type->mv_rows);
       const bool mat_vecs = args.M <= kMvMaxBatch || K < kMmMinK;
-      route = !mat_vecs ? GGMLRoute::mm
+      const uint64_t tiles = uint64_t(ceil_div(N, kMmRowsW)) * ceil_div(args.M, kMmRowsX);
+      route = !mat_vecs ? (planning::k_partitions(tiles, K, planning::target_threadgroups(device)) > 1
+                               ? GGMLRoute::mm_split_k
+                               : GGMLRoute::mm)
               : planning::prefers_row_mat_vecs(args.M, mv_threadgroups, planning::target_threadgroups(device))
                   ? GGMLRoute::mv
                   : GGMLRoute::mv_ext;
     }
     if (tensor_routes::preferred(device, x->dtype())) {
-      if (route == GGMLRoute::mm) route = GGMLRoute::mm_tensor;
+      if (route == GGMLRoute::mm || route == GGMLRoute::mm_split_k) route = GGMLRoute::mm_tensor;
       if (route == GGMLRoute::mm_id) route = GGMLRoute::mm_id_tensor;
     }
   }
@@ -222,6 +262,7 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
       plan.threadgroup = {mv_threads(plan.grid), 1, 1};
       break;
     case GGMLRoute::mm:
+    case GGMLRoute::mm_split_k:
     case GGMLRoute::mm_id:
     case GGMLRoute::automatic:
       plan.grid = {ceil_div(N, kMmRowsW), ceil_div(args.M, kMmRowsX), 1};
@@ -232,6 +273,7 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
       tensor_routes::set_geometry(plan, args.M, N, 1);
       break;
   }
+  if (route == GGMLRoute::mm_split_k) return split_k_plans(device, std::move(plan), args, *w.type, x->dtype(), y);
   std::string kernel = "mul_" + std::string(ggml_route_name(route));
   if (route == GGMLRoute::mv_ext) kernel += "_r" + std::to_string(mv_ext_rows(args.M));
   plan.kernel = ggml_kernel_name(kernel, *w.type, x->dtype(), y->dtype());

@@ -234,7 +234,7 @@ def matmul(x, w, transpose: bool = True, out=None, stream=None, *, device=None, 
     the result is ready after ``stream.synchronize()``. ``route`` forces a
     kernel for tests and benchmarks (affine: ``qmv``, ``qmv_fast``,
     ``qmv_wide``, ``qvm``, ``qvm_split_k``, ``qmm``, ``qmm_split_k``,
-    ``qmm_tensor``; GGML: ``mv``, ``mv_ext``, ``mm``, ``mv_id``, ``mm_id``,
+    ``qmm_tensor``; GGML: ``mv``, ``mv_ext``, ``mm``, ``mm_split_k``, ``mv_id``, ``mm_id``,
     ``mm_tensor``, ``mm_id_tensor``; the ``*_tensor`` routes run Metal 4
     tensor operations, on the simulator or a GPU that reports them).
 

@@ -23,7 +23,7 @@ AFFINE_CASES = [
     ("qvm_split_k", 2, 128, 600, False), ("qmm", 40, 128, 37, False),
 ]
 # GGML: rows of x per route, and the types (one per block family).
-GGML_ROUTES = {"mv": 1, "mv_ext": 5, "mm": 33}
+GGML_ROUTES = {"mv": 1, "mv_ext": 5, "mm": 33, "mm_split_k": 40}
 GGML_TYPES = ["Q4_0", "Q8_0", "Q4_K", "Q6_K", "F16"]
 # More dependent ops than one command buffer holds (the Metal backend
 # commits every 64), so consumers read producers of earlier command buffers.
@@ -110,7 +110,7 @@ def ggml_routes(report, device, rng):
         w = qmetal.GGMLWeight(blocks, type_name, (n, k), device=device)
         dense = ref.ggml_dequantize(blocks, type_name, (n, k)).astype(np.float64)
         for route, m in GGML_ROUTES.items():
-            what = f"ggml {route:<8} {type_name:<5} float32"
+            what = f"ggml {route:<10} {type_name:<5} float32"
             try:
                 x = rng.standard_normal((m, k)).astype(np.float32)
                 report.close_to(what, qmetal.matmul(x, w, route=route, device=device), x.astype(np.float64) @ dense.T)

@@ -51,7 +51,7 @@ struct GGMLWeight {
 
 // mm_tensor / mm_id_tensor: mm / mm_id on Metal 4 tensor operations
 // (M5-class GPUs), taken automatically where the device runs them.
-enum class GGMLRoute { automatic, mv, mv_ext, mm, mv_id, mm_id, mm_tensor, mm_id_tensor };
+enum class GGMLRoute { automatic, mv, mv_ext, mm, mm_split_k, mv_id, mm_id, mm_tensor, mm_id_tensor };
 GGMLRoute ggml_route_from_name(std::string_view name);
 std::string_view ggml_route_name(GGMLRoute route);
 
