@@ -17,7 +17,7 @@ case violates -- and then ``out`` and every input untouched. Route
 preconditions are those the planner states (qmv* need transpose=True, qvm*
 transpose=False, qmv_fast N % 8 == 0,
 qmm_sorted is gather's, with transpose=True and M = 1); for GGML, whose
-docstring lists the route names only: mv / mv_ext / mm for one matrix,
+docstring lists the route names only: mv / mv_ext / mm / mm_split_k for one matrix,
 mv_id / mm_id for stacked experts and gather_matmul. An op whose result is
 empty may skip the route check. K = 0 with transpose=False is drawn only
 once test_empty_reduction_without_transpose_gives_zeros passes (it kills
@@ -86,7 +86,7 @@ MAX_WORK = 150_000
 
 U32 = unit_roundoff(np.float32)
 AFFINE_ROUTES = ("qmv", "qmv_fast", "qmv_wide", "qvm", "qvm_split_k", "qmm", "qmm_split_k", "qmm_sorted")
-GGML_ROUTES = ("mv", "mv_ext", "mm", "mv_id", "mm_id")
+GGML_ROUTES = ("mv", "mv_ext", "mm", "mm_split_k", "mv_id", "mm_id")
 GGML_TYPES = tuple(row[0] for row in qmetal._core.ggml_type_table())
 GGML_ALIGNMENT = {row[0]: row[5] for row in qmetal._core.ggml_type_table()}
 INDEX_DTYPES = tuple(np.dtype(t) for t in (np.uint32, np.int32, np.int64, np.uint64, np.int16, np.uint8))
@@ -689,7 +689,7 @@ def test_ggml_matmul(data):
     else:
         violations.add("broadcast")
     empty = out_shape is None or 0 in out_shape
-    # Routes: mv, mv_ext, mm for a single matrix; mv_id, mm_id (row lists)
+    # Routes: mv, mv_ext, mm, mm_split_k for a single matrix; mv_id, mm_id (row lists)
     # for stacked weights, which matmul runs as one row list.
     valid = route == "automatic" or (route in ("mv_id", "mm_id")) == bool(w_batch)
     if not valid:

@@ -225,7 +225,8 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
   const bool wants_rows = route == GGMLRoute::mv_id || route == GGMLRoute::mm_id || route == GGMLRoute::mm_id_tensor;
   if (wants_rows != row_list) {
     value_error("route: '", ggml_route_name(route),
-                wants_rows ? "' runs row lists (gather_matmul, stacked weights); one weight matrix takes mv, mv_ext or mm"
+                wants_rows ? "' runs row lists (gather_matmul, stacked weights); one weight matrix takes mv, mv_ext, mm or "
+                             "mm_split_k"
                            : "' runs one weight matrix; gather_matmul and stacked weights take mv_id or mm_id");
   }
   if ((route == GGMLRoute::mm_id || route == GGMLRoute::mm_id_tensor) && !rows->rows) {
