@@ -21,6 +21,8 @@ AFFINE_CASES = [
     ("qmv", 1, 13, 192, True), ("qmv_fast", 1, 16, 512, True), ("qmv_wide", 5, 13, 192, True),
     ("qmm", 40, 13, 192, True), ("qmm_split_k", 40, 13, 1024, True), ("qvm", 2, 128, 37, False),
     ("qvm_split_k", 2, 128, 600, False), ("qmm", 40, 128, 37, False),
+    # Few rows over a long K: 8 K slices, 512-thread threadgroups (shaders/mat_vec.h).
+    ("qmv", 1, 13, 8192, True), ("qmv_wide", 4, 13, 8192, True),
 ]
 # GGML: rows of x per route, and the types (one per block family).
 GGML_ROUTES = {"mv": 1, "mv_ext": 5, "mm": 33, "mm_split_k": 40}
@@ -72,7 +74,7 @@ def affine_routes(report, device, rng):
     for dtype in ("float32", "float16"):
         for bits in (3, 4, 8):
             for route, m, n, k, transpose in AFFINE_CASES:
-                what = f"affine {route:<12} {dtype:<8} {bits}-bit"
+                what = f"affine {route:<12} {dtype:<8} {bits}-bit K={k}"
                 try:
                     rows, cols = (n, k) if transpose else (k, n)
                     w_dense = (rng.standard_normal((rows, cols)) * 0.1).astype(numpy_dtype(dtype))
@@ -104,19 +106,22 @@ def affine_routes(report, device, rng):
 
 
 def ggml_routes(report, device, rng):
-    n, k = 13, 512
-    for type_name in GGML_TYPES:
+    # K = 512 for every route, and 8192 for the mat-vecs: 8 K slices,
+    # 512-thread threadgroups (shaders/mat_vec.h).
+    n = 13
+    for type_name, k, routes in [(t, 512, GGML_ROUTES) for t in GGML_TYPES] + \
+            [(t, 8192, {"mv": 1, "mv_ext": 5}) for t in GGML_TYPES]:
         blocks = ref.ggml_quantize((rng.standard_normal((n, k)) * 0.1).astype(np.float32), type_name)
         w = qmetal.GGMLWeight(blocks, type_name, (n, k), device=device)
         dense = ref.ggml_dequantize(blocks, type_name, (n, k)).astype(np.float64)
-        for route, m in GGML_ROUTES.items():
-            what = f"ggml {route:<10} {type_name:<5} float32"
+        for route, m in routes.items():
+            what = f"ggml {route:<10} {type_name:<5} float32 K={k}"
             try:
                 x = rng.standard_normal((m, k)).astype(np.float32)
                 report.close_to(what, qmetal.matmul(x, w, route=route, device=device), x.astype(np.float64) @ dense.T)
             except Exception as error:  # noqa: BLE001
                 report.error(what, error)
-    experts, tokens, top_k = 4, 40, 2
+    experts, tokens, top_k, k = 4, 40, 2, 512
     blocks = ref.ggml_quantize((rng.standard_normal((experts * n, k)) * 0.1).astype(np.float32), "Q4_K")
     w = qmetal.GGMLWeight(blocks, "Q4_K", (experts, n, k), device=device)
     dense = ref.ggml_dequantize(blocks, "Q4_K", (experts, n, k)).astype(np.float64)
