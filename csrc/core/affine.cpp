@@ -34,7 +34,6 @@ constexpr uint32_t kTile = qmetal_args::kTileK;  // 32 x 32 tiles
 constexpr uint32_t kTileThreads = qmetal_args::kAffineTileThreads;
 constexpr uint32_t kPack = qmetal_args::kAffinePack;
 constexpr uint32_t kQuantizeThreads = 128;  // one thread per group or pack: any width
-constexpr uint32_t kSumThreads = 256;  // one thread per output: any width
 
 // Threads of a qmv threadgroup over `grid`: kQmvThreads per K slice
 // (planning::mat_vec_slices; shaders/mat_vec.h).
@@ -330,15 +329,12 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
   if (route == AffineRoute::qmm_split_k || route == AffineRoute::qvm_split_k) {
     const bool tiled = route == AffineRoute::qmm_split_k;
     const uint64_t threadgroups = uint64_t(plan.grid.x) * plan.grid.y * plan.grid.z;
-    // At least two partitions when forced, so the path is exercised; whole
-    // tiles (tiled) or whole simdgroup strides of K per partition.
+    // Whole tiles (tiled) or whole simdgroup strides of K per partition.
     const uint32_t step = tiled ? kTile : kQvmThreads / 32;
-    const uint32_t partitions = std::max<uint32_t>(2, std::min<uint32_t>(affine_k_partitions(threadgroups, K, target),
-                                                                         ceil_div(K, step)));
-    const uint32_t per_partition = ceil_div(ceil_div(K, partitions), step) * step;
+    const planning::SplitK split = planning::split_k(K, affine_k_partitions(threadgroups, K, target), step);
     qmetal_args::AffineMatmulArgs split_args = args;
-    split_args.k_partitions = ceil_div(K, per_partition);
-    split_args.k_per_partition = per_partition;
+    split_args.k_partitions = split.partitions;
+    split_args.k_per_partition = split.per_partition;
     const uint64_t count = uint64_t(M) * N * batch;
     auto partials = Buffer::allocate(DType::f32, {int64_t(split_args.k_partitions), int64_t(count)});
     plan.set_args(split_args);
@@ -350,16 +346,7 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
     plan.grid.z = checked_u32(int64_t(z) * split_args.k_partitions, "the batch times the K partitions");
     plan.validate(device.capabilities());
 
-    DispatchPlan sum;
-    qmetal_args::SumPartialsArgs sum_args{checked_u32(int64_t(count), "the output size"), split_args.k_partitions};
-    sum.kernel = "affine_sum_partials_" + std::string(dtype_name(dtype));
-    sum.set_args(sum_args);
-    sum.bind(qmetal_args::kPartials, partials, Access::read);
-    sum.bind(qmetal_args::kPartialsSum, y, Access::write);
-    sum.grid = {ceil_div(count, kSumThreads), 1, 1};
-    sum.threadgroup = {kSumThreads, 1, 1};
-    sum.validate(device.capabilities());
-    return {std::move(plan), std::move(sum)};
+    return {std::move(plan), planning::sum_partials_plan(device, partials, y, count, split_args.k_partitions)};
   }
   plan.validate(device.capabilities());
   return {std::move(plan)};

@@ -32,20 +32,18 @@ constexpr uint32_t kMvMaxBatch = 8;      // mat-vecs (mul_mv rows or mul_mv_ext)
 constexpr uint32_t kChunk = qmetal_args::kGGMLChunk;
 constexpr uint32_t kPart = qmetal_args::kGGMLMvPart;
 constexpr uint32_t kDequantizeThreads = 128;
-constexpr uint32_t kSumThreads = 256;  // affine_sum_partials: one thread per output
 constexpr uint32_t kMmK = qmetal_args::kTileK;  // K per mul_mm step
 
 // mul_mm split over K (as the affine qmm_split_k): `tiles` is the mul_mm
-// plan; its partitions write float partials, which affine_sum_partials adds
-// into y. At least two partitions (a forced route exercises the path), each
-// a whole number of blocks and K steps.
+// plan; its partitions (planning::split_k: whole blocks and K steps) write
+// float partials, which planning::sum_partials_plan adds into y.
 std::vector<DispatchPlan> split_k_plans(const Device& device, DispatchPlan tiles, qmetal_args::GGMLMatmulArgs args,
                                         const GGMLType& type, DType activations, const BufferPtr& y) {
   const uint32_t step = std::max<uint32_t>(type.block_values, kMmK);
   const uint32_t wanted = planning::k_partitions(tiles.grid.volume(), args.K, planning::target_threadgroups(device));
-  const uint32_t partitions = std::max<uint32_t>(2, std::min<uint32_t>(wanted, ceil_div(args.K, step)));
-  args.k_per_partition = ceil_div(ceil_div(args.K, partitions), step) * step;
-  args.k_partitions = ceil_div(args.K, args.k_per_partition);
+  const planning::SplitK split = planning::split_k(args.K, wanted, step);
+  args.k_partitions = split.partitions;
+  args.k_per_partition = split.per_partition;
   const uint64_t count = uint64_t(args.M) * args.N;
   auto partials = Buffer::allocate(DType::f32, {int64_t(args.k_partitions), int64_t(count)});
   tiles.set_args(args);
@@ -56,16 +54,7 @@ std::vector<DispatchPlan> split_k_plans(const Device& device, DispatchPlan tiles
   tiles.kernel = ggml_kernel_name("mul_mm_split", type, activations, DType::f32);
   tiles.validate(device.capabilities());
 
-  DispatchPlan sum;
-  const qmetal_args::SumPartialsArgs sum_args{checked_u32(int64_t(count), "the output size"), args.k_partitions};
-  sum.kernel = "affine_sum_partials_" + std::string(dtype_name(y->dtype()));  // the one sum of split-K partials
-  sum.set_args(sum_args);
-  sum.bind(qmetal_args::kPartials, partials, Access::read);
-  sum.bind(qmetal_args::kPartialsSum, y, Access::write);
-  sum.grid = {ceil_div(count, kSumThreads), 1, 1};
-  sum.threadgroup = {kSumThreads, 1, 1};
-  sum.validate(device.capabilities());
-  return {std::move(tiles), std::move(sum)};
+  return {std::move(tiles), planning::sum_partials_plan(device, partials, y, count, args.k_partitions)};
 }
 
 // x rows per mul_mv_ext threadgroup for M rows: the fewest passes over the

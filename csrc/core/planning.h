@@ -4,9 +4,14 @@
 #include <algorithm>
 #include <cstdint>
 
+#include <string>
+
+#include "qmetal/buffer.h"
 #include "qmetal/device.h"
-#include "qmetal_args.h"
+#include "qmetal/dtype.h"
 #include "qmetal/error.h"
+#include "qmetal/plan.h"
+#include "qmetal_args.h"
 
 namespace qmetal::planning {
 
@@ -55,6 +60,36 @@ inline uint32_t k_partitions(uint64_t tiles, uint32_t K, uint64_t target_threadg
   if (double(tiles) > kSplitMaxFill * double(target_threadgroups)) return 1;
   const uint64_t wanted = std::max<uint64_t>(2, (target_threadgroups + tiles - 1) / std::max<uint64_t>(tiles, 1));
   return static_cast<uint32_t>(std::max<uint64_t>(1, std::min<uint64_t>(wanted, K / kMinKPerPartition)));
+}
+
+// The partitions of a split over K: `wanted` (k_partitions) but at least
+// two, so that a forced route exercises the path, each a whole number of
+// `step` values (tiles, blocks or simdgroup strides).
+struct SplitK {
+  uint32_t partitions;
+  uint32_t per_partition;
+};
+inline SplitK split_k(uint32_t K, uint32_t wanted, uint32_t step) {
+  const uint32_t partitions = std::max<uint32_t>(2, std::min<uint32_t>(wanted, ceil_div(K, step)));
+  const uint32_t per_partition = ceil_div(ceil_div(K, partitions), step) * step;
+  return {ceil_div(K, per_partition), per_partition};
+}
+
+// The pass after every split kernel: y = the sum over partitions of the
+// float partials [partitions][count] (affine_sum_partials_<y dtype>, one
+// thread per output).
+inline DispatchPlan sum_partials_plan(const Device& device, const BufferPtr& partials, const BufferPtr& y,
+                                      uint64_t count, uint32_t partitions) {
+  constexpr uint32_t kSumThreads = 256;
+  DispatchPlan sum;
+  sum.kernel = "affine_sum_partials_" + std::string(dtype_name(y->dtype()));
+  sum.set_args(qmetal_args::SumPartialsArgs{checked_u32(int64_t(count), "the output size"), partitions});
+  sum.bind(qmetal_args::kPartials, partials, Access::read);
+  sum.bind(qmetal_args::kPartialsSum, y, Access::write);
+  sum.grid = {ceil_div(count, kSumThreads), 1, 1};
+  sum.threadgroup = {kSumThreads, 1, 1};
+  sum.validate(device.capabilities());
+  return sum;
 }
 
 // K slices of a mat-vec grid (shaders/mat_vec.h): how many simdgroups share
