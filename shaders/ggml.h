@@ -274,6 +274,7 @@ inline void dequantize(const device block_q5_1& b, uint c, thread float* v) {
 // Q8_0's int8 codes, biased to unsigned by flipping their sign bits (q + 128),
 // are masked in place like the other types' fields (no sign extension).
 constant constexpr uint kQ8SignBits = 0x80808080u;  // of every byte of a word
+constant constexpr uint kQ8SignBits16 = 0x8080u;     // of both bytes of a 16-bit pair
 constant constexpr float kQ8Bias = 128.0f;
 
 inline void dequantize(const device block_q8_0& b, uint c, thread float* v) {
@@ -388,25 +389,33 @@ inline void dequantize_row_chunk(const device B* row, uint chunk, thread float* 
 // runs (read only by types with has_sums). One call reads one part of the
 // block: 16 values, i.e. sizeof(B) * kPart / traits<B>::values weight bytes
 // on average (the block's scale fields included). Per value: one AND with a
-// constant mask, one u32->float convert, one FMA; block scales and the
-// offset / min are applied once per run through its sum, not per value.
+// constant mask and one subtraction (field_float, no convert), one FMA; block
+// scales and the offset / min are applied once per run through its sum, not
+// per value.
 
 // An integer below 2^23 as float without a convert: placed in the mantissa
 // of 2^23, which is then subtracted; both steps are exact and full-rate
 // (a convert is quarter-rate on Apple GPUs, audit section 0). Used for
 // per-run scale codes, which would otherwise add converts per part, and
 // for the 2-bit codes of Q2_K / Q3_K (see two_bit_dots).
-inline float exact_float(uint v) {
-  constexpr uint two_pow_23_bits = 0x4B000000u;  // the float 2^23
-  return as_type<float>(two_pow_23_bits | v) - 8388608.0f;
-}
+constant constexpr uint kFloatTwoPow23 = 0x4B000000u;  // the bits of the float 2^23
+inline float exact_float(uint v) { return as_type<float>(kFloatTwoPow23 | v) - 8388608.0f; }
+
+// The fields of a 16-bit pair of code bytes, with one operation fewer each:
+// the pair with 2^23's bits set above it (biased_pair, once), then per field
+// one AND with the field's mask and 2^23's bits (field_float). The pair's
+// bits above 16 do not matter: the mask clears them.
+inline uint biased_pair(uint pair) { return pair | kFloatTwoPow23; }
+inline float field_float(uint biased, uint mask) { return as_type<float>(biased & (kFloatTwoPow23 | mask)) - 8388608.0f; }
 
 // Both nibbles of 8 bytes (read as Words of 2 or 4 bytes, a 32-bit word's
 // upper half shifted down once): lo[m] += the low-nibble run's dot, hi[m] +=
 // the high-nibble run's (y laid out and scaled as nibble_scale). Codes take
-// exact_float: two full-rate operations rather than a convert, which the
-// H200 runs at 1/8 of the FMA rate and Apple GPUs at 1/4 (audit section 0);
-// one per weight bounded the large mat-vecs there.
+// field_float: full-rate operations rather than a convert, which the H200
+// runs at 1/8 of the FMA rate and Apple GPUs at 1/4 (audit section 0); one
+// per weight bounded the large mat-vecs there. (With exact_float per code,
+// an OR more per value, the loop of Q4_0's mul_mv took 753 SASS
+// instructions per step of 4 rows in the CUDA translation; with field_float, 685.)
 template <int R, typename Word>
 inline void nibble_dots(const device uint8_t* q, const thread float* y, thread float* lo, thread float* hi) {
   constexpr int bytes = sizeof(Word);
@@ -414,10 +423,10 @@ inline void nibble_dots(const device uint8_t* q, const thread float* y, thread f
   for (int k = 0; k < 8 / bytes; ++k) {
     const uint word = w[k];
     for (int half_word = 0; half_word < bytes / 2; ++half_word) {
-      const uint pair = half_word == 0 ? word : word >> 16;  // two bytes, at bits 0 and 8
+      const uint pair = biased_pair(half_word == 0 ? word : word >> 16);  // two bytes, at bits 0 and 8
       const int i = k * bytes + 2 * half_word;
-      const float low0 = exact_float(pair & 0x000Fu), low1 = exact_float(pair & 0x0F00u);
-      const float high0 = exact_float(pair & 0x00F0u), high1 = exact_float(pair & 0xF000u);
+      const float low0 = field_float(pair, 0x000Fu), low1 = field_float(pair, 0x0F00u);
+      const float high0 = field_float(pair, 0x00F0u), high1 = field_float(pair, 0xF000u);
       for (int m = 0; m < R; ++m) {
         const thread float* ym = y + m * kPart;
         lo[m] += ym[i] * low0 + ym[i + 1] * low1;
@@ -430,15 +439,15 @@ inline void nibble_dots(const device uint8_t* q, const thread float* y, thread f
 // The four 2-bit fields of 4 bytes (two words): acc[m * 4 + r] += run r's dot.
 // Four codes per byte would cost 3 to 4 converts per weight byte, over the
 // audit's budget of 3.3 to 4.8 quarter-rate ops per byte for the whole loop,
-// so these codes take exact_float (full-rate) instead of a convert.
+// so these codes take field_float (full-rate) instead of a convert.
 template <int R>
 inline void two_bit_dots(const device uint8_t* q, const thread float* y, thread float* acc) {
   const device ushort* w = words16(q);
   for (int k = 0; k < 2; ++k) {
-    const uint word = w[k];
+    const uint pair = biased_pair(w[k]);
     for (int r = 0; r < 4; ++r) {
       const uint field = 0x0003u << (2 * r);  // in byte 0; << 8 in byte 1
-      const float c0 = exact_float(word & field), c1 = exact_float(word & (field << 8));
+      const float c0 = field_float(pair, field), c1 = field_float(pair, field << 8);
       for (int m = 0; m < R; ++m) acc[m * 4 + r] += y[m * kPart + 4 * r + 2 * k] * c0 + y[m * kPart + 4 * r + 2 * k + 1] * c1;
     }
   }
@@ -514,8 +523,9 @@ inline void dot(const device block_q8_0& b, uint part, const thread float* y, co
   float acc[R];
   zero<R>(acc);
   for (int k = 0; k < kPart / 2; ++k) {
-    const uint word = q[k] ^ kQ8SignBits;
-    const float c0 = exact_float(word & 0x00FFu), c1 = exact_float(word & 0xFF00u);
+    // One XOR flips both sign bits and sets 2^23's bits (a ushort has none there).
+    const uint pair = q[k] ^ (kQ8SignBits16 | kFloatTwoPow23);
+    const float c0 = field_float(pair, 0x00FFu), c1 = field_float(pair, 0xFF00u);
     for (int m = 0; m < R; ++m) acc[m] += y[m * kPart + 2 * k] * c0 + y[m * kPart + 2 * k + 1] * c1;
   }
   const float d = float(b.d);
@@ -537,9 +547,9 @@ inline void dot(const device block_q2_K& b, uint part, const thread float* y, co
   float scale[4], min[4];
   for (int r = 0; r < 4; ++r) {
     // Byte: scale code in the low nibble, min code in the high one (masked in place: code * 16).
-    const uint packed = b.scales[sub + 2 * r];
-    scale[r] = d * exact_float(packed & 0x0Fu);
-    min[r] = dmin / 16.0f * exact_float(packed & 0xF0u);
+    const uint packed = biased_pair(b.scales[sub + 2 * r]);
+    scale[r] = d * field_float(packed, 0x0Fu);
+    min[r] = dmin / 16.0f * field_float(packed, 0xF0u);
   }
   for (int m = 0; m < R; ++m) {
     float total = 0.0f;
@@ -601,10 +611,11 @@ inline void k4_part_scales(const device uint8_t* s, uint g, thread float* scale,
   const bool first = g < 2;
   const uint scales = first ? a & 0x3F3Fu : (c & 0x0F0Fu) | ((a & 0xC0C0u) >> 2);
   const uint mins = first ? b & 0x3F3Fu : ((c >> 4) & 0x0F0Fu) | ((b & 0xC0C0u) >> 2);
-  scale[0] = exact_float(scales & 0x00FFu);
-  scale[1] = exact_float(scales & 0xFF00u) / 256.0f;
-  min[0] = exact_float(mins & 0x00FFu);
-  min[1] = exact_float(mins & 0xFF00u) / 256.0f;
+  const uint biased_scales = biased_pair(scales), biased_mins = biased_pair(mins);
+  scale[0] = field_float(biased_scales, 0x00FFu);
+  scale[1] = field_float(biased_scales, 0xFF00u) / 256.0f;
+  min[0] = field_float(biased_mins, 0x00FFu);
+  min[1] = field_float(biased_mins, 0xFF00u) / 256.0f;
 }
 
 template <int R>
@@ -673,7 +684,8 @@ inline void dot(const device block_q6_K& b, uint part, const thread float* y, co
     code[2] = ((a >> 4) & 0x0F0Fu) | (h & 0x3030u);
     code[3] = ((c >> 4) & 0x0F0Fu) | ((h >> 2) & 0x3030u);
     for (int r = 0; r < 4; ++r) {
-      const float c0 = exact_float(code[r] & 0x003Fu), c1 = exact_float(code[r] & 0x3F00u);
+      const uint pair = biased_pair(code[r]);
+      const float c0 = field_float(pair, 0x003Fu), c1 = field_float(pair, 0x3F00u);
       for (int m = 0; m < R; ++m) acc[m * 4 + r] += y[m * kPart + 4 * r + 2 * k] * c0 + y[m * kPart + 4 * r + 2 * k + 1] * c1;
     }
   }

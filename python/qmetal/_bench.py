@@ -37,7 +37,7 @@ PEAK_BANDWIDTH = {"applegpu_g13g": 100, "applegpu_g13s": 200, "applegpu_g13c": 4
 
 def add_arguments(parser):
     parser.add_argument("--format", default="affine", type=str.lower,
-                        choices=["affine"] + [t.lower() for t in ref.GGML_QUANTIZABLE_TYPES if t not in ("F32",)],
+                        choices=["affine"] + [t.lower() for t in ref.GGML_TYPES if t not in ("F32",)],
                         help="affine (MLX, with --bits / --group-size) or a GGML type (q4_0, q4_k, q6_k, ...)")
     parser.add_argument("--bits", type=int, default=4, choices=ref.AFFINE_BITS)
     parser.add_argument("--group-size", type=int, default=64, choices=ref.AFFINE_GROUP_SIZES)
@@ -56,6 +56,23 @@ def add_arguments(parser):
     parser.add_argument("--dwq", action="store_true",
                         help="time the DWQ backward (qmetal.matmul_vjp) instead, next to mx.vjp (unpacked codes "
                              "of --bits); --rows are training tokens (default 512,2048; 16,64 on the simulator)")
+
+
+def ggml_blocks(rng, w_dense, ggml_type):
+    """The GGML blocks a bench case times: w_dense quantized, or, for the
+    types our reference cannot quantize (Q2_K, Q3_K), random codes with fp16
+    scales of the size w_dense's would take (results are still checked
+    against the blocks' float64 dequantization)."""
+    k = w_dense.shape[-1]
+    if ggml_type in ref.GGML_QUANTIZABLE_TYPES:
+        return ref.ggml_quantize(w_dense.astype(np.float32).reshape(-1, k), ggml_type)
+    t = ref.ggml_type(ggml_type)
+    count = w_dense.size // t.block_values
+    structs = rng.integers(0, 256, count * t.block_bytes, dtype=np.uint8).view(t.block)
+    for field in t.block.names:
+        if t.block[field] == np.dtype("<f2"):
+            structs[field] = (np.std(w_dense) * rng.uniform(0.05, 0.2, count)).astype(np.float16)
+    return structs.view(np.uint8).reshape(-1, k // t.block_values * t.block_bytes)
 
 
 def _time(fn, repeat):
@@ -129,7 +146,7 @@ def run(args) -> int:
             x = rng.standard_normal((m, k)).astype(dtype)
         ggml_type = None if args.format == "affine" else args.format.upper()
         if ggml_type:
-            blocks = ref.ggml_quantize(w_dense.astype(np.float32).reshape(-1, k), ggml_type)
+            blocks = ggml_blocks(rng, w_dense, ggml_type)
             w = qmetal.GGMLWeight(blocks, ggml_type, w_dense.shape, device=device)
             dense = ref.ggml_dequantize(blocks, ggml_type, w_dense.shape).astype(np.float64)
             weight_bytes = blocks.nbytes
@@ -393,7 +410,7 @@ def run_cuda(args, device) -> int:
             w_shape = (case[1], n, k) if moe else (n, k)
             w_dense = (rng.standard_normal(w_shape, dtype=np.float32) * 0.02).astype(dtype)
             if ggml_type:
-                blocks = ref.ggml_quantize(w_dense.astype(np.float32).reshape(-1, k), ggml_type)
+                blocks = ggml_blocks(rng, w_dense, ggml_type)
                 w = qmetal.GGMLWeight(blocks, ggml_type, w_dense.shape, device=device)
                 dense = ref.ggml_dequantize(blocks, ggml_type, w_dense.shape).astype(np.float64)
                 weight_bytes = blocks.nbytes

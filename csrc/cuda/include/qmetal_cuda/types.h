@@ -278,8 +278,11 @@ struct vec : detail::vec_storage<T, N> {
 
   template <class U>
   QMETAL_CUDA_HD explicit vec(const vec<U, N>& other) {
+    // Copied whole first: one aligned vector load from device memory, where
+    // converting component by component read each with its own load.
+    const vec<U, N> whole = other;
 #pragma unroll
-    for (int i = 0; i < N; ++i) this->data[i] = T(other[i]);
+    for (int i = 0; i < N; ++i) this->data[i] = T(whole[i]);
   }
 
   QMETAL_CUDA_HD T& operator[](int i) { return this->data[i]; }
