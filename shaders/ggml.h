@@ -49,10 +49,11 @@ static_assert(sizeof(block_q2_K) == 84 && sizeof(block_q3_K) == 110 && sizeof(bl
 
 // --- how mul_mv walks a block: parts -------------------------------------------------------
 //
-// In the mat-vec kernels a lane takes one *part* of a block per step: kPart
-// values whose code bytes it owns whole (both nibbles, all four 2-bit fields),
+// In the mat-vec kernels a lane takes one *part* of a block per step: `part`
+// values (kPart, or 32 for Q4_K and Q5_K: qmetal_args.h says why) whose code
+// bytes it owns whole (both nibbles, all four 2-bit fields),
 // read as 16-bit words, as llama.cpp's per-type kernels do. The activations a
-// part pairs with are `runs` runs of kPart / runs consecutive values, run r
+// part pairs with are `runs` runs of part / runs consecutive values, run r
 // starting at value run_offset(part, r) of the block; the lane loads them
 // once per step, multiplies value i of run r by y_scale(r, i) so that a code
 // masked in place in its word (`word & (0xF << 4)` is code * 16) needs no
@@ -74,7 +75,8 @@ constexpr float two_bit_scale(int run, int i) { return byte_scale(i) / float(1 <
 // Q4_0, Q4_1, Q5_0, Q5_1: part p owns qs bytes [8p, 8p + 8): values 8p + i
 // (low nibbles) and 16 + 8p + i (high nibbles).
 struct legacy_parts {
-  static constant constexpr int runs = 2;
+  using narrow = legacy_parts;
+  static constant constexpr int part = kPart, runs = 2;
   static constant constexpr bool has_sums = true;
   static uint run_offset(uint part, int run) { return 8 * part + 16 * run; }
   static constexpr float y_scale(int run, int i) { return nibble_scale(run, i); }
@@ -82,7 +84,8 @@ struct legacy_parts {
 // Q8_0: part p is values [16p, 16p + 16), one int8 each, read as 16-bit
 // words; dot() biases the codes to unsigned (see there), hence the sum.
 struct q8_parts {
-  static constant constexpr int runs = 1;
+  using narrow = q8_parts;
+  static constant constexpr int part = kPart, runs = 1;
   static constant constexpr bool has_sums = true;
   static uint run_offset(uint part, int) { return kPart * part; }
   static constexpr float y_scale(int, int i) { return byte_scale(i); }
@@ -90,28 +93,38 @@ struct q8_parts {
 // Q2_K, Q3_K, Q6_K: part p owns bytes [4 (p % 8), + 4) of the 32-byte plane
 // of half p / 8, whose byte l holds value 128 half + 32 r + l in field r.
 struct k_plane_parts {
-  static constant constexpr int runs = 4;
+  static constant constexpr int part = kPart, runs = 4;
   static constant constexpr bool has_sums = true;
   static uint run_offset(uint part, int run) { return 128 * (part / 8) + 32 * run + 4 * (part % 8); }
 };
 struct k_two_bit_parts : k_plane_parts {
+  using narrow = k_two_bit_parts;
   static constexpr float y_scale(int run, int i) { return two_bit_scale(run, i); }
 };
 struct q6_k_parts : k_plane_parts {
+  using narrow = q6_k_parts;
   // 6-bit codes are assembled per byte (constant shifts) before the mask.
   static constexpr float y_scale(int, int i) { return byte_scale(i); }
 };
-// Q4_K, Q5_K: part p owns qs bytes [32 g + 8 j, + 8) (g = p / 4, j = p % 4):
-// values 64 g + 8 j + i (low nibbles, sub-block 2g) and + 32 (high, 2g + 1).
+// Q4_K, Q5_K: parts of `part_values` values (32 or 16). Part p owns qs bytes
+// [32 g + n j, + n) (n = part_values / 2, g = p / per_pair, j = p % per_pair):
+// values 64 g + n j + i (low nibbles, sub-block 2g) and + 32 (high, 2g + 1).
+// narrow: the 16-value parts mul_mv_ext takes, as its activations for up to 5
+// rows would not fit in registers at 32 (the CUDA translation of
+// mul_mv_ext_r5 for Q4_K: 233 registers and a 768-byte stack; 168 and none at 16).
+template <int part_values>
 struct k_nibble_parts {
-  static constant constexpr int runs = 2;
+  using narrow = k_nibble_parts<kPart>;
+  static constant constexpr int part = part_values, runs = 2;
+  static constant constexpr int per_pair = 64 / part_values;  // parts per pair of sub-blocks
   static constant constexpr bool has_sums = true;
-  static uint run_offset(uint part, int run) { return 64 * (part / 4) + 32 * run + 8 * (part % 4); }
+  static uint run_offset(uint p, int run) { return 64 * (p / per_pair) + 32 * run + part / 2 * (p % per_pair); }
   static constexpr float y_scale(int run, int i) { return nibble_scale(run, i); }
 };
 // Dense: the 16-value block is one part.
 struct dense_parts {
-  static constant constexpr int runs = 1;
+  using narrow = dense_parts;
+  static constant constexpr int part = kPart, runs = 1;
   static constant constexpr bool has_sums = false;
   static uint run_offset(uint, int) { return 0; }
   static constexpr float y_scale(int, int) { return 1.0f; }
@@ -152,11 +165,11 @@ template <> struct traits<block_q3_K> : k_two_bit_parts {
   static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ3_K);
   using Word = word_of<kGGMLWordQ3_K>::type;
 };
-template <> struct traits<block_q4_K> : k_nibble_parts {
+template <> struct traits<block_q4_K> : k_nibble_parts<int(kGGMLMvPartQ4_K)> {
   static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ4_K);
   using Word = word_of<kGGMLWordQ4_K>::type;
 };
-template <> struct traits<block_q5_K> : k_nibble_parts {
+template <> struct traits<block_q5_K> : k_nibble_parts<int(kGGMLMvPartQ5_K)> {
   static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ5_K);
   using Word = word_of<kGGMLWordQ5_K>::type;
 };
@@ -382,12 +395,12 @@ inline void dequantize_row_chunk(const device B* row, uint chunk, thread float* 
 
 // --- per-type dot: one part of one block against pre-scaled activations ---------------
 //
-// dot<R>(block, part, y, sums, out): out[m] = sum over the part's 16 values
+// dot<R>(block, part, y, sums, out): out[m] = sum over the part's values
 // of w * x, for R activation rows at once (the codes are converted once and
-// used R times). y is [R][kPart], each row laid out as the part's runs
-// scaled by traits<B>::y_scale; sums is [R][runs], the plain sums of those
-// runs (read only by types with has_sums). One call reads one part of the
-// block: 16 values, i.e. sizeof(B) * kPart / traits<B>::values weight bytes
+// used R times). y is [R][traits<B>::part], each row laid out as the part's
+// runs scaled by traits<B>::y_scale; sums is [R][runs], the plain sums of
+// those runs (read only by types with has_sums). One call reads one part of
+// the block: sizeof(B) * part / traits<B>::values weight bytes
 // on average (the block's scale fields included). Per value: one AND with a
 // constant mask and one subtraction (field_float, no convert), one FMA; block
 // scales and the offset / min are applied once per run through its sum, not
@@ -408,19 +421,19 @@ inline float exact_float(uint v) { return as_type<float>(kFloatTwoPow23 | v) - 8
 inline uint biased_pair(uint pair) { return pair | kFloatTwoPow23; }
 inline float field_float(uint biased, uint mask) { return as_type<float>(biased & (kFloatTwoPow23 | mask)) - 8388608.0f; }
 
-// Both nibbles of 8 bytes (read as Words of 2 or 4 bytes, a 32-bit word's
+// Both nibbles of n bytes (read as Words of 2 or 4 bytes, a 32-bit word's
 // upper half shifted down once): lo[m] += the low-nibble run's dot, hi[m] +=
-// the high-nibble run's (y laid out and scaled as nibble_scale). Codes take
+// the high-nibble run's (y rows of 2n values laid out and scaled as nibble_scale). Codes take
 // field_float: full-rate operations rather than a convert, which the H200
 // runs at 1/8 of the FMA rate and Apple GPUs at 1/4 (audit section 0); one
 // per weight bounded the large mat-vecs there. (With exact_float per code,
 // an OR more per value, the loop of Q4_0's mul_mv took 753 SASS
 // instructions per step of 4 rows in the CUDA translation; with field_float, 685.)
-template <int R, typename Word>
+template <int R, typename Word, int n = 8>
 inline void nibble_dots(const device uint8_t* q, const thread float* y, thread float* lo, thread float* hi) {
   constexpr int bytes = sizeof(Word);
   const device Word* w = reinterpret_cast<const device Word*>(q);
-  for (int k = 0; k < 8 / bytes; ++k) {
+  for (int k = 0; k < n / bytes; ++k) {
     const uint word = w[k];
     for (int half_word = 0; half_word < bytes / 2; ++half_word) {
       const uint pair = biased_pair(half_word == 0 ? word : word >> 16);  // two bytes, at bits 0 and 8
@@ -428,9 +441,9 @@ inline void nibble_dots(const device uint8_t* q, const thread float* y, thread f
       const float low0 = field_float(pair, 0x000Fu), low1 = field_float(pair, 0x0F00u);
       const float high0 = field_float(pair, 0x00F0u), high1 = field_float(pair, 0xF000u);
       for (int m = 0; m < R; ++m) {
-        const thread float* ym = y + m * kPart;
+        const thread float* ym = y + m * 2 * n;
         lo[m] += ym[i] * low0 + ym[i + 1] * low1;
-        hi[m] += ym[8 + i] * high0 + ym[8 + i + 1] * high1;
+        hi[m] += ym[n + i] * high0 + ym[n + i + 1] * high1;
       }
     }
   }
@@ -472,7 +485,7 @@ inline void legacy_high_bits(uint high0, uint high1, const thread float* y, thre
   }
 }
 
-template <int R>
+template <int R, int Part = kPart>
 inline void dot(const device block_q4_0& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
   float lo[R], hi[R];
   zero<R>(lo);
@@ -482,7 +495,7 @@ inline void dot(const device block_q4_0& b, uint part, const thread float* y, co
   for (int m = 0; m < R; ++m) out[m] = d * (lo[m] + hi[m] - kQ4Offset * (sums[2 * m] + sums[2 * m + 1]));
 }
 
-template <int R>
+template <int R, int Part = kPart>
 inline void dot(const device block_q4_1& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
   float lo[R], hi[R];
   zero<R>(lo);
@@ -492,7 +505,7 @@ inline void dot(const device block_q4_1& b, uint part, const thread float* y, co
   for (int m = 0; m < R; ++m) out[m] = d * (lo[m] + hi[m]) + min * (sums[2 * m] + sums[2 * m + 1]);
 }
 
-template <int R>
+template <int R, int Part = kPart>
 inline void dot(const device block_q5_0& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
   float lo[R], hi[R];
   zero<R>(lo);
@@ -503,7 +516,7 @@ inline void dot(const device block_q5_0& b, uint part, const thread float* y, co
   for (int m = 0; m < R; ++m) out[m] = d * (lo[m] + hi[m] - kQ5Offset * (sums[2 * m] + sums[2 * m + 1]));
 }
 
-template <int R>
+template <int R, int Part = kPart>
 inline void dot(const device block_q5_1& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
   float lo[R], hi[R];
   zero<R>(lo);
@@ -517,7 +530,7 @@ inline void dot(const device block_q5_1& b, uint part, const thread float* y, co
 // The int8 codes of a word, biased to unsigned as in dequantize(); the bias
 // goes out through the sum of y. No sign extension, no byte extraction.
 
-template <int R>
+template <int R, int Part = kPart>
 inline void dot(const device block_q8_0& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
   const device ushort* q = words16(reinterpret_cast<const device uint8_t*>(b.qs) + kPart * part);
   float acc[R];
@@ -537,7 +550,7 @@ inline uint plane_bytes(uint part) { return 32 * (part / 8) + 4 * (part % 8); }
 // Sub-block (16 values) of run r: 8 half + 2 r + (l >= 16).
 inline uint plane_sub_block(uint part) { return 8 * (part / 8) + (part % 8) / 4; }
 
-template <int R>
+template <int R, int Part = kPart>
 inline void dot(const device block_q2_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
   float acc[R * 4];
   zero<R * 4>(acc);
@@ -558,7 +571,7 @@ inline void dot(const device block_q2_K& b, uint part, const thread float* y, co
   }
 }
 
-template <int R>
+template <int R, int Part = kPart>
 inline void dot(const device block_q3_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
   float acc[R * 4];
   zero<R * 4>(acc);
@@ -618,13 +631,15 @@ inline void k4_part_scales(const device uint8_t* s, uint g, thread float* scale,
   min[1] = field_float(biased_mins, 0xFF00u) / 256.0f;
 }
 
-template <int R>
+template <int R, int Part = kPart>
 inline void dot(const device block_q4_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
-  const uint g = part / 4, j = part % 4;
+  using parts = k_nibble_parts<Part>;
+  constexpr int bytes = Part / 2;
+  const uint g = part / parts::per_pair, j = part % parts::per_pair;
   float lo[R], hi[R];
   zero<R>(lo);
   zero<R>(hi);
-  nibble_dots<R, uint>(b.qs + 32 * g + 8 * j, y, lo, hi);
+  nibble_dots<R, uint, bytes>(b.qs + 32 * g + bytes * j, y, lo, hi);
   float scale[2], min[2];
   k4_part_scales(b.scales, g, scale, min);
   const float d = float(b.d), dmin = float(b.dmin);
@@ -633,27 +648,37 @@ inline void dot(const device block_q4_K& b, uint part, const thread float* y, co
   }
 }
 
-template <int R>
+template <int R, int Part = kPart>
 inline void dot(const device block_q5_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
-  const uint g = part / 4, j = part % 4;
+  using parts = k_nibble_parts<Part>;
+  constexpr int bytes = Part / 2;
+  const uint g = part / parts::per_pair, j = part % parts::per_pair;
+  const device uint* qs = reinterpret_cast<const device uint*>(b.qs + 32 * g + bytes * j);
+  const device uint* qh = reinterpret_cast<const device uint*>(b.qh + bytes * j);
+  // The fifth bit of value i of run r is bit 2g + r of qh[bytes j + i]. It is
+  // shifted onto the bit above its nibble as masked in place (bit 4 of a byte
+  // for the low nibble, bit 8 for the high one), so that each 5-bit code is
+  // one field: one shift per 4 bytes and run, no per-value select.
   float lo[R], hi[R];
   zero<R>(lo);
   zero<R>(hi);
-  nibble_dots<R, uint>(b.qs + 32 * g + 8 * j, y, lo, hi);
-  // The fifth bit of value i of run r is bit 2g + r of qh[8j + i]: the mask
-  // (in both bytes of a word) is selected per part, then values are selected.
-  const uint bit0 = g == 0 ? 0x0101u : g == 1 ? 0x0404u : g == 2 ? 0x1010u : 0x4040u, bit1 = bit0 + bit0;
-  const device ushort* qh = words16(b.qh + 8 * j);
-  for (int k = 0; k < 4; ++k) {
-    const uint word = qh[k];
-    for (int r = 0; r < 2; ++r) {
-      const uint bit = r == 0 ? bit0 : bit1;
-      for (int byte = 0; byte < 2; ++byte) {
-        const int i = 2 * k + byte;
-        const float weight = kQ5HighBit / k_nibble_parts::y_scale(r, i);
-        const bool set = (word & bit & (byte == 0 ? 0x00FFu : 0xFF00u)) != 0;
-        thread float* acc = r == 0 ? lo : hi;
-        for (int m = 0; m < R; ++m) acc[m] += set ? y[m * kPart + 8 * r + i] * weight : 0.0f;
+  for (int k = 0; k < bytes / 4; ++k) {
+    const uint codes = qs[k], fifth = qh[k];
+    // Bit 2g of byte b at 8b + 4 (byte 3's at 28: it fits); bit 2g + 1 at
+    // 8b + 8 per 16-bit half (byte 3's would fall off a whole word).
+    const uint low_fifth = (fifth >> (2 * g)) << 4;
+    for (int half_word = 0; half_word < 2; ++half_word) {
+      const uint shift = 16 * half_word;  // two bytes at a time, at bits 0 and 8
+      const uint high_fifth = (fifth >> shift) << (7 - 2 * g);
+      const uint low = biased_pair(((codes >> shift) & 0x0F0Fu) | ((low_fifth >> shift) & 0x1010u));
+      const uint high = biased_pair(((codes >> shift) & 0xF0F0u) | (high_fifth & 0x10100u));
+      const int i = 4 * k + 2 * half_word;
+      const float low0 = field_float(low, 0x001Fu), low1 = field_float(low, 0x1F00u);
+      const float high0 = field_float(high, 0x01F0u), high1 = field_float(high, 0x1F000u);
+      for (int m = 0; m < R; ++m) {
+        const thread float* ym = y + m * Part;
+        lo[m] += ym[i] * low0 + ym[i + 1] * low1;
+        hi[m] += ym[bytes + i] * high0 + ym[bytes + i + 1] * high1;
       }
     }
   }
@@ -665,7 +690,7 @@ inline void dot(const device block_q5_K& b, uint part, const thread float* y, co
   }
 }
 
-template <int R>
+template <int R, int Part = kPart>
 inline void dot(const device block_q6_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
   const uint half_index = part / 8, bytes = 4 * (part % 8);
   // Run r's low nibble is in ql[64 half + 32 (r % 2) + l] (nibble r / 2), its
@@ -717,15 +742,15 @@ inline void dense_dot(const device B& b, const thread float* y, thread float* ou
   }
 }
 
-template <int R>
+template <int R, int Part = kPart>
 inline void dot(const device block_f32& b, uint, const thread float* y, const thread float*, thread float* out) {
   dense_dot<R>(b, y, out);
 }
-template <int R>
+template <int R, int Part = kPart>
 inline void dot(const device block_f16& b, uint, const thread float* y, const thread float*, thread float* out) {
   dense_dot<R>(b, y, out);
 }
-template <int R>
+template <int R, int Part = kPart>
 inline void dot(const device block_bf16& b, uint, const thread float* y, const thread float*, thread float* out) {
   dense_dot<R>(b, y, out);
 }
@@ -768,6 +793,11 @@ inline void read_x(constant GGMLMatmulArgs& args, const device T* x, uint m, uin
 
 constant constexpr int kMvSimdgroups = int(kGGMLMvSimdgroups);
 
+// The parts mul_mv walks with x_rows activation rows: the type's own at one
+// row, its narrow ones (kPart values) at more (see k_nibble_parts).
+template <typename B, int x_rows>
+using MvParts = conditional_t<x_rows == 1, traits<B>, typename traits<B>::narrow>;
+
 // Each simdgroup owns `rows` rows of w, or a K slice of them (mat_vec.h);
 // lane l of slice s takes parts 32 s + l, + 32 * slices, ... of each
 // (counted over the row), loads the activations of a part once for its
@@ -778,11 +808,11 @@ template <typename B, typename T, typename O, int rows, int x_rows, bool gather>
 void mul_mv(constant GGMLMatmulArgs& args, const device T* x, const device uint8_t* w, device O* y,
             const device uint32_t* lhs, const device uint32_t* rhs, uint3 group, mat_vec::Slicing slicing, uint lane,
             threadgroup float* slice_sums) {
-  using P = traits<B>;
-  constexpr uint parts = P::values / kPart;
-  constexpr int runs = P::runs, run_length = kPart / P::runs;
+  using P = MvParts<B, x_rows>;
+  constexpr uint values = traits<B>::values, parts = values / P::part;
+  constexpr int runs = P::runs, run_length = P::part / P::runs;
   const uint N = args.N, K = args.K;
-  const uint blocks_per_row = K / P::values;
+  const uint blocks_per_row = K / values;
   const uint n0 = (group.x * kMvSimdgroups + slicing.row_group) * rows;
   const uint m0 = group.y * x_rows;
   if (gather) w += ulong(rhs[m0]) * args.expert_rows * blocks_per_row * sizeof(B);
@@ -792,15 +822,15 @@ void mul_mv(constant GGMLMatmulArgs& args, const device T* x, const device uint8
     for (int r = 0; r < rows; ++r) acc[m][r] = 0.0f;
   for (uint u = slicing.slice * kSimdWidth + lane; u < blocks_per_row * parts; u += slicing.slices * kSimdWidth) {
     const uint block = u / parts, part = u % parts;
-    float ys[x_rows * kPart];
+    float ys[x_rows * P::part];
     float sums[x_rows * runs];
     for (int m = 0; m < x_rows; ++m) {
       const bool in_range = m0 + m < args.M;
       const uint x_row = gather ? lhs[m0] : m0 + m;
       for (int r = 0; r < runs; ++r) {
-        thread float* run = ys + m * kPart + r * run_length;
+        thread float* run = ys + m * P::part + r * run_length;
         if (in_range) {
-          read_x<run_length>(args, x, x_row, block * P::values + P::run_offset(part, r), run);
+          read_x<run_length>(args, x, x_row, block * values + P::run_offset(part, r), run);
         } else {
           for (int i = 0; i < run_length; ++i) run[i] = 0.0f;
         }
@@ -818,7 +848,7 @@ void mul_mv(constant GGMLMatmulArgs& args, const device T* x, const device uint8
       // once (behind a `break`, a row's loads wait for the previous row's check).
       const uint n = min(n0 + r, N - 1);
       float dots[x_rows];
-      dot<x_rows>(w_rows[ulong(n) * blocks_per_row + block], part, ys, sums, dots);
+      dot<x_rows, P::part>(w_rows[ulong(n) * blocks_per_row + block], part, ys, sums, dots);
       for (int m = 0; m < x_rows; ++m) acc[m][r] += dots[m];
     }
   }

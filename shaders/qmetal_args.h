@@ -68,7 +68,7 @@ QMETAL_CONSTEXPR uint32_t kAffineTileThreads = 128;
 // lane step; mat-vec simdgroups per
 // threadgroup; the mul_mm tile (rows of w x rows of x) and its threads.
 QMETAL_CONSTEXPR uint32_t kGGMLChunk = 16;
-QMETAL_CONSTEXPR uint32_t kGGMLMvPart = 16;  // values of a block one mul_mv lane takes per step
+QMETAL_CONSTEXPR uint32_t kGGMLMvPart = 16;  // values of a block one mul_mv lane takes per step (most types)
 QMETAL_CONSTEXPR uint32_t kGGMLMvSimdgroups = 2;
 QMETAL_CONSTEXPR uint32_t kGGMLMmRowsW = 64;
 QMETAL_CONSTEXPR uint32_t kGGMLMmRowsX = 32;
@@ -94,6 +94,17 @@ QMETAL_CONSTEXPR uint32_t kGGMLMvRowsQ6_K = 4;
 QMETAL_CONSTEXPR uint32_t kGGMLMvRowsF32 = 4;
 QMETAL_CONSTEXPR uint32_t kGGMLMvRowsF16 = 4;
 QMETAL_CONSTEXPR uint32_t kGGMLMvRowsBF16 = 4;
+
+// Values per mul_mv part, per type (traits<B>::part, GGMLType::mv_part): Q4_K
+// and Q5_K take 32, the 16 code bytes of two sub-blocks' halves, so that the
+// per-part work (two scales and mins unpacked from 12 bytes, d and dmin, the
+// block's address) is spread over twice the values. The loop of mul_mv in
+// the CUDA translation, SASS instructions per weight (4 rows): Q4_K 9.4 at
+// 16, 7.3 at 32; Q5_K (with its fifth bits merged into the codes) 13.4 at
+// 16, 9.7 at 32; MLX's 4-bit qmv_fast 6.3. mul_mv_ext keeps 16 (see
+// k_nibble_parts in shaders/ggml.h).
+QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ4_K = 32;
+QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ5_K = 32;
 
 // shaders/dwq.h: the fused gradient's tile threads (4 simdgroups).
 QMETAL_CONSTEXPR uint32_t kDwqTileThreads = 128;

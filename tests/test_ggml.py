@@ -18,6 +18,7 @@ from conftest import BFLOAT16, relative_error, unit_roundoff
 QUANTIZED = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
 DENSE = ["F32", "F16", "BF16"]
 ACTIVATIONS = [np.dtype(np.float32), np.dtype(np.float16), BFLOAT16]
+MV_PARTS = {row[0]: row[6] for row in qmetal._core.ggml_type_table()}  # values per mul_mv lane step
 
 
 def random_blocks(rng, type_name, rows, k):
@@ -86,7 +87,7 @@ def test_type_table_matches_gguf():
     table = {row[0]: row for row in qmetal._core.ggml_type_table()}
     assert set(table) == set(QUANTIZED + DENSE)
     for name in QUANTIZED:
-        _, gguf_id, values, size, _, alignment = table[name]
+        _, gguf_id, values, size, _, alignment, part = table[name]
         qtype = gguf.GGMLQuantizationType[name]
         assert gguf_id == qtype.value
         assert (values, size) == gguf.GGML_QUANT_SIZES[qtype]
@@ -94,6 +95,9 @@ def test_type_table_matches_gguf():
         # the block size and every code field's offset (llama.cpp's layout, as
         # the reference's block dtype has it) are multiples of the alignment.
         assert alignment in (2, 4) and size % alignment == 0
+        # A mul_mv part is whole 16-value runs of a block, and a multiple of
+        # the 16 values mul_mv_ext's parts take.
+        assert part % 16 == 0 and values % part == 0, (name, part)
         fields = ref.ggml_type(name).block.fields
         for field in ("qs", "qh", "ql", "hmask"):
             assert field not in fields or fields[field][1] % alignment == 0, (name, field)
@@ -136,8 +140,9 @@ def test_every_type_route_and_activation(rng, route, type_name, activation):
                                                   ("Q4_K", 5, "mv_ext"), ("Q5_1", 7, "mv_ext")])
 def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, type_name, m, route):
     """K slices (shaders/mat_vec.h), as for the affine mat-vecs: 13 rows over
-    K = 2304 (144 parts of 16 values, 5 per lane) take 5 slices of
-    simdgroups, the last part of a lane partly filled; mul_mv_ext too."""
+    K = 2304 (144 parts of 16 values, 5 per lane; Q4_K's mul_mv: 72 parts
+    of 32, 3 per lane) take one slice of simdgroups per lane step, the last
+    step of a lane partly filled; mul_mv_ext (16-value parts) too."""
     device = qmetal.default_device()
     n, k = 13, 2304
     blocks = random_blocks(rng, type_name, n, k)
@@ -145,7 +150,9 @@ def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, type_name, m, r
     x = rng.standard_normal((m, k)).astype(np.float16)
     y = qmetal.matmul(x, w, route=route)
     plan = qmetal._core.plan_ggml_matmul(device, qmetal.asbuffer(x), w._native, qmetal.asbuffer(y), m, route)
-    assert plan[0].kernel.startswith("ggml_mul_mv") and plan[0].threadgroup == (64 * 5, 1, 1)
+    part = 16 if plan[0].kernel.startswith("ggml_mul_mv_ext") else MV_PARTS[type_name]
+    lane_steps = -(-(k // part) // 32)
+    assert plan[0].kernel.startswith("ggml_mul_mv") and plan[0].threadgroup == (64 * lane_steps, 1, 1)
     assert_close(y, x, oracle_dense(blocks, type_name, (n, k)), type_name, term_magnitudes(blocks, type_name, (n, k)))
 
 

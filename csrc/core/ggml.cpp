@@ -76,19 +76,19 @@ std::string lower(std::string_view s) {
 const std::vector<GGMLType>& ggml_types() {
   using namespace qmetal_args;
   static const std::vector<GGMLType> types = {
-      {"Q4_0", "q4_0", 2, 32, 18, kGGMLMvRowsQ4_0, kGGMLWordQ4_0},
-      {"Q4_1", "q4_1", 3, 32, 20, kGGMLMvRowsQ4_1, kGGMLWordQ4_1},
-      {"Q5_0", "q5_0", 6, 32, 22, kGGMLMvRowsQ5_0, kGGMLWordQ5_0},
-      {"Q5_1", "q5_1", 7, 32, 24, kGGMLMvRowsQ5_1, kGGMLWordQ5_1},
-      {"Q8_0", "q8_0", 8, 32, 34, kGGMLMvRowsQ8_0, kGGMLWordQ8_0},
-      {"Q2_K", "q2_k", 10, 256, 84, kGGMLMvRowsQ2_K, kGGMLWordQ2_K},
-      {"Q3_K", "q3_k", 11, 256, 110, kGGMLMvRowsQ3_K, kGGMLWordQ3_K},
-      {"Q4_K", "q4_k", 12, 256, 144, kGGMLMvRowsQ4_K, kGGMLWordQ4_K},
-      {"Q5_K", "q5_k", 13, 256, 176, kGGMLMvRowsQ5_K, kGGMLWordQ5_K},
-      {"Q6_K", "q6_k", 14, 256, 210, kGGMLMvRowsQ6_K, kGGMLWordQ6_K},
-      {"F32", "f32", 0, 16, 64, kGGMLMvRowsF32, kGGMLWordF32},
-      {"F16", "f16", 1, 16, 32, kGGMLMvRowsF16, kGGMLWordF16},
-      {"BF16", "bf16", 30, 16, 32, kGGMLMvRowsBF16, kGGMLWordBF16},
+      {"Q4_0", "q4_0", 2, 32, 18, kGGMLMvRowsQ4_0, kGGMLMvPart, kGGMLWordQ4_0},
+      {"Q4_1", "q4_1", 3, 32, 20, kGGMLMvRowsQ4_1, kGGMLMvPart, kGGMLWordQ4_1},
+      {"Q5_0", "q5_0", 6, 32, 22, kGGMLMvRowsQ5_0, kGGMLMvPart, kGGMLWordQ5_0},
+      {"Q5_1", "q5_1", 7, 32, 24, kGGMLMvRowsQ5_1, kGGMLMvPart, kGGMLWordQ5_1},
+      {"Q8_0", "q8_0", 8, 32, 34, kGGMLMvRowsQ8_0, kGGMLMvPart, kGGMLWordQ8_0},
+      {"Q2_K", "q2_k", 10, 256, 84, kGGMLMvRowsQ2_K, kGGMLMvPart, kGGMLWordQ2_K},
+      {"Q3_K", "q3_k", 11, 256, 110, kGGMLMvRowsQ3_K, kGGMLMvPart, kGGMLWordQ3_K},
+      {"Q4_K", "q4_k", 12, 256, 144, kGGMLMvRowsQ4_K, kGGMLMvPartQ4_K, kGGMLWordQ4_K},
+      {"Q5_K", "q5_k", 13, 256, 176, kGGMLMvRowsQ5_K, kGGMLMvPartQ5_K, kGGMLWordQ5_K},
+      {"Q6_K", "q6_k", 14, 256, 210, kGGMLMvRowsQ6_K, kGGMLMvPart, kGGMLWordQ6_K},
+      {"F32", "f32", 0, 16, 64, kGGMLMvRowsF32, kGGMLMvPart, kGGMLWordF32},
+      {"F16", "f16", 1, 16, 32, kGGMLMvRowsF16, kGGMLMvPart, kGGMLWordF16},
+      {"BF16", "bf16", 30, 16, 32, kGGMLMvRowsBF16, kGGMLMvPart, kGGMLWordBF16},
   };
   return types;
 }
@@ -237,7 +237,8 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
   const uint32_t mv_rows_per_group = kMvSimdgroups * w.type->mv_rows;
   // kMvThreads per K slice (planning::mat_vec_slices; shaders/mat_vec.h).
   const auto mv_threads = [&](const Dim3& grid) {
-    const uint64_t lane_steps = ceil_div(K / kPart, qmetal_args::kSimdWidth);
+    const uint32_t part = route == GGMLRoute::mv_ext ? kPart : w.type->mv_part;  // MvParts in shaders/ggml.h
+    const uint64_t lane_steps = ceil_div(K / part, qmetal_args::kSimdWidth);
     return kMvThreads *
            planning::mat_vec_slices(grid.volume() * kMvSimdgroups, lane_steps, planning::target_threadgroups(device));
   };

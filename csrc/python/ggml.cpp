@@ -28,7 +28,7 @@ void bind_ggml(nb::module_& m) {
   m.def("ggml_type_table", []() {
     nb::list rows;
     for (const GGMLType& t : ggml_types()) {
-      rows.append(nb::make_tuple(t.name, t.gguf_id, t.block_values, t.block_bytes, t.mv_rows, t.alignment));
+      rows.append(nb::make_tuple(t.name, t.gguf_id, t.block_values, t.block_bytes, t.mv_rows, t.alignment, t.mv_part));
     }
     return rows;
   });

@@ -126,25 +126,32 @@ GGML_TYPES = [
     ("q4_0", 18, 32, 4), ("q4_1", 20, 32, 4), ("q5_0", 22, 32, 5), ("q5_1", 24, 32, 5), ("q8_0", 34, 32, 8),
     ("q2_K", 84, 256, 2), ("q3_K", 110, 256, 3), ("q4_K", 144, 256, 4), ("q5_K", 176, 256, 5), ("q6_K", 210, 256, 6),
 ]
-GGML_PART = 16  # values one ggml::dot call takes (ggml::kPart)
+def ggml_parts() -> dict:
+    """Values one ggml::dot call of mul_mv takes at one x row, per type
+    (traits<B>::part: 16, or 32 for Q4_K and Q5_K), from the host's type table."""
+    from . import _core
+
+    return {row[0].lower(): row[6] for row in _core.ggml_type_table()}
 
 
 def ggml_probes() -> list[Probe]:
     """One lane's step of ggml_mul_mv for one row: ggml::dot<1> on one part
-    (16 values) of a block, with the activations as given (pre-scaled and
-    summed once per step for all rows). Weight bytes: the part's share of
-    its block, scale fields included. Part 1 of the block: a part with
-    nothing special about it (part 0 of some types starts a run)."""
+    (ggml_parts() values) of a block, with the activations as given
+    (pre-scaled and summed once per step for all rows). Weight bytes: the
+    part's share of its block, scale fields included. Part 1 of the block: a
+    part with nothing special about it (part 0 of some types starts a run)."""
     probes = []
+    parts = ggml_parts()
     for name, block_bytes, values, mlx_bits in GGML_TYPES:
+        part = parts[name.lower()]
         probes.append(Probe(
-            f"ours ggml {name}", f"affine {mlx_bits}-bit", "ours", block_bytes * GGML_PART / values,
+            f"ours ggml {name}", f"affine {mlx_bits}-bit", "ours", block_bytes * part / values,
             f"ggml::block_{name}",
-            f"""  thread float yt[{GGML_PART}], sums[4], out[1];
-  for (int j = 0; j < {GGML_PART}; ++j) yt[j] = x[j];
-  for (int r = 0; r < 4; ++r) sums[r] = x[{GGML_PART} + r];
+            f"""  thread float yt[{part}], sums[4], out[1];
+  for (int j = 0; j < {part}; ++j) yt[j] = x[j];
+  for (int r = 0; r < 4; ++r) sums[r] = x[{part} + r];
   out[0] = 0.0f;
-  ggml::dot<1>(w[0], 1, yt, sums, out);
+  ggml::dot<1, {part}>(w[0], 1, yt, sums, out);
   y[0] = out[0];"""))
     return probes
 

@@ -25,6 +25,7 @@ struct GGMLType {
   uint32_t block_values;    // values per block (16 for the dense types, as the kernels read them)
   uint32_t block_bytes;
   uint32_t mv_rows;         // rows of w per simdgroup in mul_mv (traits<B>::mv_rows in the shader)
+  uint32_t mv_part;         // values per lane step of mul_mv at one x row (traits<B>::part); 16 in mul_mv_ext
   uint32_t alignment;       // bytes a weight's blocks start on (kGGMLWord<type>: the kernels' widest loads)
 };
 
