@@ -230,6 +230,26 @@ def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, route, n, m, k,
     assert relative_error(y, theirs) < tolerance(np.float16, k) + 8 * unit_roundoff(np.float16) * np.sqrt(k)
 
 
+@pytest.mark.parametrize("limit", [128, 192, 256])
+@pytest.mark.parametrize("route", ["qmv", "qmv_wide"])
+def test_mat_vec_slices_fit_the_kernels_thread_limit(rng, route, limit):
+    """K slices stop where a kernel's threadgroups are full: registers can
+    hold a kernel below the device's 1024 threads (on the H200 the 3-bit
+    qmv_wide_r4 runs at most 256), and 8 slices of 64 threads asked for 512.
+    A device whose kernels hold `limit` threads gets limit / 64 slices and
+    the same result."""
+    device = qmetal.sim.device(max_threads_per_threadgroup=limit)
+    n, k = 13, 8192
+    w = qmetal.quantize(random_weights(rng, (n, k), np.float16), 3, 64, device=device)
+    m = 6 if route == "qmv_wide" else 1
+    x = rng.standard_normal((m, k)).astype(np.float16)
+    y = qmetal.matmul(x, w, route=route)
+    plan = qmetal._core.plan_affine_matmul(device, qmetal.asbuffer(x, device=device), w._native, True,
+                                           qmetal.asbuffer(y, device=device), route)
+    assert plan[0].threadgroup == (limit // 64 * 64, 1, 1)
+    assert_matmul_close(y, x, w)
+
+
 @pytest.mark.parametrize("threads", [96, 64 * 9, 1024])
 def test_mat_vec_threadgroups_the_host_does_not_plan_stay_correct(rng, threads):
     """Simdgroups past whole K slices (96 threads: 1 slice and a spare) or

@@ -156,6 +156,24 @@ def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, type_name, m, r
     assert_close(y, x, oracle_dense(blocks, type_name, (n, k)), type_name, term_magnitudes(blocks, type_name, (n, k)))
 
 
+@pytest.mark.parametrize("limit", [128, 192, 384])
+@pytest.mark.parametrize("type_name, m, route", [("Q4_K", 1, "mv"), ("Q4_0", 5, "mv_ext")])
+def test_mat_vec_slices_fit_the_kernels_thread_limit(rng, type_name, m, route, limit):
+    """K slices stop where a kernel's threadgroups are full (on the H200,
+    registers hold the CUDA translation of mul_mv_ext_r5 to 384 threads,
+    below the 512 of 8 slices): limit / 64 slices, the same result."""
+    device = qmetal.sim.device(max_threads_per_threadgroup=limit)
+    n, k = 13, 8192
+    blocks = random_blocks(rng, type_name, n, k)
+    w = qmetal.GGMLWeight(blocks, type_name, (n, k), device=device)
+    x = rng.standard_normal((m, k)).astype(np.float16)
+    y = qmetal.matmul(x, w, route=route)
+    plan = qmetal._core.plan_ggml_matmul(device, qmetal.asbuffer(x, device=device), w._native,
+                                         qmetal.asbuffer(y, device=device), m, route)
+    assert plan[0].threadgroup == (limit // 64 * 64, 1, 1)
+    assert_close(y, x, oracle_dense(blocks, type_name, (n, k)), type_name, term_magnitudes(blocks, type_name, (n, k)))
+
+
 def test_prefill_splits_k_when_tiles_are_few(rng):
     """Split-K for mul_mm (planning::k_partitions, as affine's qmm_split_k):
     a grid of few 64 x 32 tiles sums K in partitions (float partials, then

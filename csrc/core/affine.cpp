@@ -35,12 +35,12 @@ constexpr uint32_t kTileThreads = qmetal_args::kAffineTileThreads;
 constexpr uint32_t kPack = qmetal_args::kAffinePack;
 constexpr uint32_t kQuantizeThreads = 128;  // one thread per group or pack: any width
 
-// Threads of a qmv threadgroup over `grid`: kQmvThreads per K slice
-// (planning::mat_vec_slices; shaders/mat_vec.h).
-uint32_t qmv_threads(const Device& device, const Dim3& grid, uint32_t K, int bits) {
+// Threads of a threadgroup of the qmv `kernel` over `grid`: kQmvThreads per
+// K slice (planning::mat_vec_threads; shaders/mat_vec.h).
+uint32_t qmv_threads(const Device& device, const std::string& kernel, const Dim3& grid, uint32_t K, int bits) {
   const uint64_t simdgroups = grid.volume() * qmetal_args::kAffineQmvSimdgroups;
   const uint64_t lane_steps = ceil_div(K / qmetal_args::affine_step_values(uint32_t(bits)), kSimdWidth);
-  return kQmvThreads * planning::mat_vec_slices(simdgroups, lane_steps, planning::target_threadgroups(device));
+  return planning::mat_vec_threads(device, kernel, kQmvThreads, simdgroups, lane_steps);
 }
 
 bool contains(const int* first, const int* last, int value) { return std::find(first, last, value) != last; }
@@ -297,14 +297,14 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
     case AffineRoute::qmv_fast:
       plan.kernel = affine_kernel_name(affine_route_name(route), dtype, w.group_size, bits);
       plan.grid = {ceil_div(N, kQmvRowsPerThreadgroup), M, z};
-      plan.threadgroup = {qmv_threads(device, plan.grid, K, bits), 1, 1};
+      plan.threadgroup = {qmv_threads(device, plan.kernel, plan.grid, K, bits), 1, 1};
       break;
     case AffineRoute::qmv_wide:
     {
       const uint32_t rows = M <= kQmvWideRowsSmall ? kQmvWideRowsSmall : kQmvWideRowsLarge;
       plan.kernel = affine_kernel_name("qmv_wide_r" + std::to_string(rows), dtype, w.group_size, bits);
       plan.grid = {ceil_div(N, kQmvRowsPerThreadgroup), ceil_div(M, rows), z};
-      plan.threadgroup = {qmv_threads(device, plan.grid, K, bits), 1, 1};
+      plan.threadgroup = {qmv_threads(device, plan.kernel, plan.grid, K, bits), 1, 1};
       break;
     }
     case AffineRoute::qvm:
@@ -416,7 +416,7 @@ std::vector<DispatchPlan> plan_affine_gather_matmul(const Device& device, const 
   } else if (transpose) {
     plan.kernel = affine_kernel_name("gather_qmv", dtype, w.group_size, w.kernel_bits());
     plan.grid = {ceil_div(args.N, kQmvRowsPerThreadgroup), args.M, matrices};
-    plan.threadgroup = {qmv_threads(device, plan.grid, args.K, w.kernel_bits()), 1, 1};
+    plan.threadgroup = {qmv_threads(device, plan.kernel, plan.grid, args.K, w.kernel_bits()), 1, 1};
   } else {
     plan.kernel = affine_kernel_name("gather_qvm", dtype, w.group_size, w.kernel_bits());
     plan.grid = {ceil_div(args.N, kQvmColumnsPerThreadgroup), args.M, matrices};

@@ -54,9 +54,10 @@ uint64_t physical_memory() {
 
 // The simulator models an Apple7+ GPU (simdgroup matrices, bfloat) with the
 // limits Metal guarantees on every such device.
-DevicePtr make_sim_device(bool tensor_ops) {
+DevicePtr make_sim_device(bool tensor_ops, uint32_t max_threads_per_threadgroup = 1024) {
   DeviceCapabilities caps;
   caps.tensor_ops = tensor_ops;
+  caps.max_threads_per_threadgroup = max_threads_per_threadgroup;
   caps.max_buffer_length = size_t(1) << 40;
   // 16 bytes: the widest vector load a kernel makes (float4 / uint4).
   caps.wrap_alignment = kKernelLoadAlignment;
@@ -154,7 +155,17 @@ std::string backend_status(Backend backend) {
   return "available: " + device->name() + (details.empty() ? "" : " (" + details + ")");
 }
 
-DevicePtr make_simulator_device(bool tensor_ops) { return make_sim_device(tensor_ops); }
+DevicePtr make_simulator_device(bool tensor_ops, uint32_t max_threads_per_threadgroup) {
+  if (max_threads_per_threadgroup < 32 || max_threads_per_threadgroup > 1024 || max_threads_per_threadgroup % 32 != 0) {
+    value_error("max_threads_per_threadgroup: expected a multiple of 32 from 32 to 1024, got ",
+                max_threads_per_threadgroup);
+  }
+  return make_sim_device(tensor_ops, max_threads_per_threadgroup);
+}
+
+uint32_t Device::max_threads_per_threadgroup(const std::string&) const {
+  return capabilities_.max_threads_per_threadgroup;
+}
 
 DevicePtr default_device() {
   if (const char* env = std::getenv("QMETAL_BACKEND"); env != nullptr && *env != '\0') {

@@ -235,12 +235,14 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
     }
   }
   const uint32_t mv_rows_per_group = kMvSimdgroups * w.type->mv_rows;
-  // kMvThreads per K slice (planning::mat_vec_slices; shaders/mat_vec.h).
+  std::string kernel = "mul_" + std::string(ggml_route_name(route));
+  if (route == GGMLRoute::mv_ext) kernel += "_r" + std::to_string(mv_ext_rows(args.M));
+  plan.kernel = ggml_kernel_name(kernel, *w.type, x->dtype(), y->dtype());
+  // kMvThreads per K slice (planning::mat_vec_threads; shaders/mat_vec.h).
   const auto mv_threads = [&](const Dim3& grid) {
     const uint32_t part = route == GGMLRoute::mv_ext ? kPart : w.type->mv_part;  // MvParts in shaders/ggml.h
     const uint64_t lane_steps = ceil_div(K / part, qmetal_args::kSimdWidth);
-    return kMvThreads *
-           planning::mat_vec_slices(grid.volume() * kMvSimdgroups, lane_steps, planning::target_threadgroups(device));
+    return planning::mat_vec_threads(device, plan.kernel, kMvThreads, grid.volume() * kMvSimdgroups, lane_steps);
   };
   switch (route) {
     case GGMLRoute::mv:
@@ -265,9 +267,6 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
       break;
   }
   if (route == GGMLRoute::mm_split_k) return split_k_plans(device, std::move(plan), args, *w.type, x->dtype(), y);
-  std::string kernel = "mul_" + std::string(ggml_route_name(route));
-  if (route == GGMLRoute::mv_ext) kernel += "_r" + std::to_string(mv_ext_rows(args.M));
-  plan.kernel = ggml_kernel_name(kernel, *w.type, x->dtype(), y->dtype());
   plan.validate(device.capabilities());
   return {std::move(plan)};
 }

@@ -107,6 +107,19 @@ inline uint32_t mat_vec_slices(uint64_t simdgroups, uint64_t lane_steps, uint64_
                                                     qmetal_args::kMatVecMaxSlices));
 }
 
+// Threads of a threadgroup of the mat-vec `kernel` over `simdgroups` (one K
+// slice's worth each): threads_per_slice per slice, mat_vec_slices of them,
+// but no more than the kernel's threadgroups hold on this device, which its
+// registers can make fewer than the device's limit (on the H200, the CUDA
+// translation of GGML's mul_mv_ext_r5 holds 384 threads and the 3-bit
+// qmv_wide_r4 256; 8 slices of 64 asked for 512).
+inline uint32_t mat_vec_threads(const Device& device, const std::string& kernel, uint32_t threads_per_slice,
+                                uint64_t simdgroups, uint64_t lane_steps) {
+  const uint32_t fitting = std::max<uint32_t>(device.max_threads_per_threadgroup(kernel) / threads_per_slice, 1);
+  return threads_per_slice *
+         std::min(mat_vec_slices(simdgroups, lane_steps, target_threadgroups(device)), fitting);
+}
+
 // Small batches (1 < M below the mat-mat threshold): whether to run M
 // mat-vecs in one grid, as MLX does, rather than a kernel that reads each
 // weight once for several rows (qmv_wide, mul_mv_ext): while M is at most

@@ -91,10 +91,14 @@ class CudaDevice final : public Device {
 
   int ordinal() const { return ordinal_; }
   const cudaDeviceProp& props() const { return props_; }
+  // A built-in kernel's maxThreadsPerBlock (its registers decide it), read once.
+  uint32_t max_threads_per_threadgroup(const std::string& kernel) const override;
 
  private:
   int ordinal_;
   cudaDeviceProp props_;
+  mutable std::mutex mutex_;
+  mutable std::unordered_map<std::string, uint32_t> max_threads_;
 };
 
 const CudaDevice& cuda_device(const Device& device) {
@@ -138,6 +142,24 @@ const std::unordered_map<std::string, const void*>& builtin_kernels() {
     return map;
   }();
   return *table;
+}
+
+uint32_t CudaDevice::max_threads_per_threadgroup(const std::string& kernel) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto known = max_threads_.find(kernel);
+  if (known != max_threads_.end()) return known->second;
+  uint32_t limit = capabilities().max_threads_per_threadgroup;
+  const auto& builtin = builtin_kernels();
+  const auto it = builtin.find(kernel);
+  cudaFuncAttributes attributes{};
+  if (it != builtin.end() && cudaSetDevice(ordinal_) == cudaSuccess &&
+      cudaFuncGetAttributes(&attributes, it->second) == cudaSuccess) {
+    limit = std::min<uint32_t>(limit, uint32_t(attributes.maxThreadsPerBlock));
+  } else {
+    cudaGetLastError();  // not a built-in kernel (or unreadable): its launch says what is wrong
+  }
+  max_threads_.emplace(kernel, limit);
+  return limit;
 }
 
 std::string symbol_of(const std::string& host_name) {

@@ -91,7 +91,7 @@ id<MTLLibrary> load_library(id<MTLDevice> device, const std::string& path, std::
 }
 
 id<MTLComputePipelineState> MetalDevice::pipeline(const std::string& kernel, uint64_t threads,
-                                                  size_t threadgroup_memory) {
+                                                  size_t threadgroup_memory) const {
   std::lock_guard<std::mutex> lock(mutex_);
   id<MTLComputePipelineState> state = pipelines_[kernel];
   if (state == nil) {
@@ -120,6 +120,10 @@ id<MTLComputePipelineState> MetalDevice::pipeline(const std::string& kernel, uin
                   "; this GPU allows ", device_.maxThreadgroupMemoryLength);
   }
   return state;
+}
+
+uint32_t MetalDevice::max_threads_per_threadgroup(const std::string& kernel) const {
+  return uint32_t(pipeline(kernel, 0, 0).maxTotalThreadsPerThreadgroup);
 }
 
 }  // namespace qmetal::metal

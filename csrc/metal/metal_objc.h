@@ -69,7 +69,9 @@ class MetalDevice : public Device {
   // static threadgroup memory plus `threadgroup_memory` dynamic bytes exceed
   // the device's limit (Apple: "the sum of all threadgroup memory
   // allocations ... can't exceed the device limits").
-  id<MTLComputePipelineState> pipeline(const std::string& kernel, uint64_t threads, size_t threadgroup_memory);
+  id<MTLComputePipelineState> pipeline(const std::string& kernel, uint64_t threads, size_t threadgroup_memory) const;
+  // The pipeline's maxTotalThreadsPerThreadgroup (building it if need be).
+  uint32_t max_threads_per_threadgroup(const std::string& kernel) const override;
 
  private:
   id<MTLDevice> device_;
@@ -78,8 +80,10 @@ class MetalDevice : public Device {
   std::string library_path_;
   std::string families_;
   TensorOps tensor_ops_;
-  std::mutex mutex_;
-  std::map<std::string, id<MTLComputePipelineState>> pipelines_;
+  // The pipeline cache: filled by const queries too (planners ask for a
+  // kernel's thread limit through a const Device).
+  mutable std::mutex mutex_;
+  mutable std::map<std::string, id<MTLComputePipelineState>> pipelines_;
 };
 
 // The MTLBuffer that holds bytes [offset, offset + extent) of a Buffer (extent

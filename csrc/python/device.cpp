@@ -48,8 +48,9 @@ void bind_device(nb::module_& m) {
       "The device of a backend by name ('sim', 'metal' or 'cuda').");
   m.def("estimated_apple_gpu_cores", &estimated_apple_gpu_cores, "architecture"_a,
         "The middle of the core counts of an Apple GPU class, from MTLDevice.architecture.name (0: unknown).");
-  m.def("sim_device", &make_simulator_device, "tensor_ops"_a,
-        "A simulator device of its own; tensor_ops=True makes it report Metal 4 tensor operations.");
+  m.def("sim_device", &make_simulator_device, "tensor_ops"_a, "max_threads_per_threadgroup"_a = 1024,
+        "A simulator device of its own; tensor_ops=True makes it report Metal 4 tensor operations, and "
+        "max_threads_per_threadgroup is its limit for every kernel.");
   m.def(
       "backend_status", [](const std::string& backend) { return backend_status(backend_from_name(backend)); },
       "backend"_a, "One line: the device a backend uses, or why it is not used here.");

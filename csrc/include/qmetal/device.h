@@ -58,6 +58,11 @@ class Device {
   // For people (qmetal info, selftest): what the backend checked about this
   // device, e.g. the Metal GPU families and the kernel library's path.
   virtual std::string details() const { return {}; }
+  // The most threads a threadgroup of `kernel` can have here: the device's
+  // limit, or less where the kernel's registers lower it (Metal: the
+  // pipeline's maxTotalThreadsPerThreadgroup; CUDA: maxThreadsPerBlock).
+  // Planners that size threadgroups to the work (the mat-vecs' K slices) ask.
+  virtual uint32_t max_threads_per_threadgroup(const std::string& kernel) const;
 
  private:
   Backend backend_;
@@ -97,8 +102,10 @@ DevicePtr default_device();
 
 // A simulator device of its own (get_device shares another) that reports
 // Metal 4 tensor operations when `tensor_ops` is set, so the planners route
-// as they would on an M5-class GPU. QMETAL_SIM_TENSOR_OPS=1 makes the shared
-// simulator device report them too.
-DevicePtr make_simulator_device(bool tensor_ops);
+// as they would on an M5-class GPU, and `max_threads_per_threadgroup` as its
+// limit for every kernel (a GPU's can be lower for kernels with many
+// registers). QMETAL_SIM_TENSOR_OPS=1 makes the shared simulator device
+// report tensor operations too.
+DevicePtr make_simulator_device(bool tensor_ops, uint32_t max_threads_per_threadgroup = 1024);
 
 }  // namespace qmetal

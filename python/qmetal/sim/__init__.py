@@ -152,14 +152,20 @@ class Library:
         return bool(race_check)
 
 
-def device(tensor_ops: bool = False):
+def device(tensor_ops: bool = False, max_threads_per_threadgroup: int = 1024):
     """A simulator device of its own. With ``tensor_ops=True`` it reports
     Metal 4 tensor operations, so the planners route prefill to the
     tensor-op kernels as on an M5-class GPU (pass it as ``device=``);
-    ``QMETAL_SIM_TENSOR_OPS=1`` makes the default simulator device do so."""
+    ``QMETAL_SIM_TENSOR_OPS=1`` makes the default simulator device do so.
+    ``max_threads_per_threadgroup`` (a multiple of 32 up to 1024) is its limit
+    for every kernel, as a GPU's is for kernels with many registers."""
     if not isinstance(tensor_ops, (bool, np.bool_)):
         raise TypeError(f"tensor_ops: expected a bool, got {type(tensor_ops).__name__}")
-    return _core.sim_device(bool(tensor_ops))
+    if isinstance(max_threads_per_threadgroup, (bool, np.bool_)) or not isinstance(
+            max_threads_per_threadgroup, (int, np.integer)):
+        raise TypeError("max_threads_per_threadgroup: expected an int, got "
+                        f"{type(max_threads_per_threadgroup).__name__}")
+    return _core.sim_device(bool(tensor_ops), int(max_threads_per_threadgroup))
 
 
 def builtin() -> Library:
