@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import qmetal
+import qmetal.sim
 from qmetal import reference as ref
 from qmetal.reference import ggml as ggml_reference
 from conftest import BFLOAT16, relative_error, unit_roundoff
