@@ -576,20 +576,21 @@ inline void dot(const device block_q3_K& b, uint part, const thread float* y, co
   float acc[R * 4];
   zero<R * 4>(acc);
   const uint half_index = part / 8, bytes = 4 * (part % 8);
-  two_bit_dots<R>(b.qs + 32 * half_index + bytes, y, acc);
-  // The third bit of value i of run r: bit 4 half + r of hmask[bytes + i]; selected, not shifted.
-  const device ushort* hmask = words16(b.hmask + bytes);
+  // The third bit of value i of run r is bit 4 half + r of hmask[bytes + i].
+  // It is shifted onto bit 2r + 2 of its byte, just above the run's two bits
+  // as masked in place, so that each 3-bit code is one field: a shift per
+  // run and word, no per-value select (SASS of the CUDA translation: 16.3 ->
+  // 14.8 instructions per weight at 4 rows, 72 -> 56 registers).
+  const device ushort* codes = words16(b.qs + 32 * half_index + bytes);
+  const device ushort* third_bits = words16(b.hmask + bytes);
   const bool upper = half_index != 0;
   for (int k = 0; k < 2; ++k) {
-    const uint word = hmask[k];
+    const uint pair = codes[k], thirds = uint(third_bits[k]) >> (upper ? 4 : 0);
     for (int r = 0; r < 4; ++r) {
-      const uint bit = upper ? 0x0101u << (4 + r) : 0x0101u << r;  // both bytes of the word
-      for (int byte = 0; byte < 2; ++byte) {
-        const int i = 2 * k + byte;
-        const float weight = kQ3HighBit / k_two_bit_parts::y_scale(r, i);
-        const bool set = (word & bit & (byte == 0 ? 0x00FFu : 0xFF00u)) != 0;
-        for (int m = 0; m < R; ++m) acc[m * 4 + r] += set ? y[m * kPart + 4 * r + i] * weight : 0.0f;
-      }
+      const uint field = 0x0303u << (2 * r), third = 0x0404u << (2 * r);  // in both bytes of the pair
+      const uint biased = biased_pair((pair & field) | ((thirds << (r + 2)) & third));
+      const float c0 = field_float(biased, 0x0007u << (2 * r)), c1 = field_float(biased, 0x0700u << (2 * r));
+      for (int m = 0; m < R; ++m) acc[m * 4 + r] += y[m * kPart + 4 * r + 2 * k] * c0 + y[m * kPart + 4 * r + 2 * k + 1] * c1;
     }
   }
   // Sixteen 6-bit scales: sub-block s has its low nibble in scales[s % 8]
