@@ -50,7 +50,7 @@ static_assert(sizeof(block_q2_K) == 84 && sizeof(block_q3_K) == 110 && sizeof(bl
 // --- how mul_mv walks a block: parts -------------------------------------------------------
 //
 // In the mat-vec kernels a lane takes one *part* of a block per step: `part`
-// values (kPart, or 32 for Q4_K and Q5_K: qmetal_args.h says why) whose code
+// values (kPart, or 32 for the K-quants: qmetal_args.h says why) whose code
 // bytes it owns whole (both nibbles, all four 2-bit fields),
 // read as 16-bit words, as llama.cpp's per-type kernels do. The activations a
 // part pairs with are `runs` runs of part / runs consecutive values, run r
@@ -90,19 +90,29 @@ struct q8_parts {
   static uint run_offset(uint part, int) { return kPart * part; }
   static constexpr float y_scale(int, int i) { return byte_scale(i); }
 };
-// Q2_K, Q3_K, Q6_K: part p owns bytes [4 (p % 8), + 4) of the 32-byte plane
-// of half p / 8, whose byte l holds value 128 half + 32 r + l in field r.
+// Q2_K, Q3_K, Q6_K: parts of `part_values` values, n = part_values / 4
+// bytes of each run. Part p owns bytes [n (p % per_half), + n) of the
+// 32-byte plane of half p / per_half, whose byte l holds value 128 half +
+// 32 r + l in field r. As k_nibble_parts, mul_mv_ext takes 16-value ones.
+template <int part_values>
 struct k_plane_parts {
-  static constant constexpr int part = kPart, runs = 4;
+  static constant constexpr int part = part_values, runs = 4;
+  static constant constexpr int bytes = part_values / 4, per_half = 32 / bytes;
   static constant constexpr bool has_sums = true;
-  static uint run_offset(uint part, int run) { return 128 * (part / 8) + 32 * run + 4 * (part % 8); }
+  static uint half_of(uint p) { return p / per_half; }
+  static uint byte_of(uint p) { return bytes * (p % per_half); }  // in its plane
+  static uint run_offset(uint p, int run) { return 128 * half_of(p) + 32 * run + byte_of(p); }
+  // The 16-value sub-block of run r: 8 half + 2 r + this one.
+  static uint sub_block(uint p) { return 8 * half_of(p) + byte_of(p) / 16; }
 };
-struct k_two_bit_parts : k_plane_parts {
-  using narrow = k_two_bit_parts;
+template <int part_values>
+struct k_two_bit_parts : k_plane_parts<part_values> {
+  using narrow = k_two_bit_parts<kPart>;
   static constexpr float y_scale(int run, int i) { return two_bit_scale(run, i); }
 };
-struct q6_k_parts : k_plane_parts {
-  using narrow = q6_k_parts;
+template <int part_values>
+struct q6_k_parts : k_plane_parts<part_values> {
+  using narrow = q6_k_parts<kPart>;
   // 6-bit codes are assembled per byte (constant shifts) before the mask.
   static constexpr float y_scale(int, int i) { return byte_scale(i); }
 };
@@ -157,11 +167,11 @@ template <> struct traits<block_q8_0> : q8_parts {
   static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ8_0);
   using Word = word_of<kGGMLWordQ8_0>::type;
 };
-template <> struct traits<block_q2_K> : k_two_bit_parts {
+template <> struct traits<block_q2_K> : k_two_bit_parts<int(kGGMLMvPartQ2_K)> {
   static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ2_K);
   using Word = word_of<kGGMLWordQ2_K>::type;
 };
-template <> struct traits<block_q3_K> : k_two_bit_parts {
+template <> struct traits<block_q3_K> : k_two_bit_parts<int(kGGMLMvPartQ3_K)> {
   static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ3_K);
   using Word = word_of<kGGMLWordQ3_K>::type;
 };
@@ -173,7 +183,7 @@ template <> struct traits<block_q5_K> : k_nibble_parts<int(kGGMLMvPartQ5_K)> {
   static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ5_K);
   using Word = word_of<kGGMLWordQ5_K>::type;
 };
-template <> struct traits<block_q6_K> : q6_k_parts {
+template <> struct traits<block_q6_K> : q6_k_parts<int(kGGMLMvPartQ6_K)> {
   static constant constexpr int values = 256, mv_rows = int(kGGMLMvRowsQ6_K);
   using Word = word_of<kGGMLWordQ6_K>::type;
 };
@@ -449,19 +459,20 @@ inline void nibble_dots(const device uint8_t* q, const thread float* y, thread f
   }
 }
 
-// The four 2-bit fields of 4 bytes (two words): acc[m * 4 + r] += run r's dot.
+// The four 2-bit fields of n bytes (n / 2 words): acc[m * 4 + r] += run r's
+// dot (y rows of 4n values, run r at n r).
 // Four codes per byte would cost 3 to 4 converts per weight byte, over the
 // audit's budget of 3.3 to 4.8 quarter-rate ops per byte for the whole loop,
 // so these codes take field_float (full-rate) instead of a convert.
-template <int R>
+template <int R, int n>
 inline void two_bit_dots(const device uint8_t* q, const thread float* y, thread float* acc) {
   const device ushort* w = words16(q);
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < n / 2; ++k) {
     const uint pair = biased_pair(w[k]);
     for (int r = 0; r < 4; ++r) {
       const uint field = 0x0003u << (2 * r);  // in byte 0; << 8 in byte 1
       const float c0 = field_float(pair, field), c1 = field_float(pair, field << 8);
-      for (int m = 0; m < R; ++m) acc[m * 4 + r] += y[m * kPart + 4 * r + 2 * k] * c0 + y[m * kPart + 4 * r + 2 * k + 1] * c1;
+      for (int m = 0; m < R; ++m) acc[m * 4 + r] += y[m * 4 * n + n * r + 2 * k] * c0 + y[m * 4 * n + n * r + 2 * k + 1] * c1;
     }
   }
 }
@@ -545,17 +556,13 @@ inline void dot(const device block_q8_0& b, uint part, const thread float* y, co
   for (int m = 0; m < R; ++m) out[m] = d * (acc[m] - kQ8Bias * sums[m]);
 }
 
-// K-types: the plane byte offset and sub-block of run 0 for parts of k_plane_parts.
-inline uint plane_bytes(uint part) { return 32 * (part / 8) + 4 * (part % 8); }
-// Sub-block (16 values) of run r: 8 half + 2 r + (l >= 16).
-inline uint plane_sub_block(uint part) { return 8 * (part / 8) + (part % 8) / 4; }
-
 template <int R, int Part = kPart>
 inline void dot(const device block_q2_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
+  using parts = k_plane_parts<Part>;
   float acc[R * 4];
   zero<R * 4>(acc);
-  two_bit_dots<R>(b.qs + plane_bytes(part), y, acc);
-  const uint sub = plane_sub_block(part);
+  two_bit_dots<R, parts::bytes>(b.qs + 32 * parts::half_of(part) + parts::byte_of(part), y, acc);
+  const uint sub = parts::sub_block(part);
   const float d = float(b.d), dmin = float(b.dmin);
   float scale[4], min[4];
   for (int r = 0; r < 4; ++r) {
@@ -573,31 +580,33 @@ inline void dot(const device block_q2_K& b, uint part, const thread float* y, co
 
 template <int R, int Part = kPart>
 inline void dot(const device block_q3_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
+  using parts = k_plane_parts<Part>;
+  constexpr int n = parts::bytes;
   float acc[R * 4];
   zero<R * 4>(acc);
-  const uint half_index = part / 8, bytes = 4 * (part % 8);
+  const uint half_index = parts::half_of(part), bytes = parts::byte_of(part);
   // The third bit of value i of run r is bit 4 half + r of hmask[bytes + i].
   // It is shifted onto bit 2r + 2 of its byte, just above the run's two bits
   // as masked in place, so that each 3-bit code is one field: a shift per
-  // run and word, no per-value select (SASS of the CUDA translation: 16.3 ->
-  // 14.8 instructions per weight at 4 rows, 72 -> 56 registers).
+  // run and word, no per-value select (SASS of the CUDA translation, 16-value
+  // parts at 4 rows: 16.3 -> 14.8 instructions per weight, 72 -> 56 registers).
   const device ushort* codes = words16(b.qs + 32 * half_index + bytes);
   const device ushort* third_bits = words16(b.hmask + bytes);
   const bool upper = half_index != 0;
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < n / 2; ++k) {
     const uint pair = codes[k], thirds = uint(third_bits[k]) >> (upper ? 4 : 0);
     for (int r = 0; r < 4; ++r) {
       const uint field = 0x0303u << (2 * r), third = 0x0404u << (2 * r);  // in both bytes of the pair
       const uint biased = biased_pair((pair & field) | ((thirds << (r + 2)) & third));
       const float c0 = field_float(biased, 0x0007u << (2 * r)), c1 = field_float(biased, 0x0700u << (2 * r));
-      for (int m = 0; m < R; ++m) acc[m * 4 + r] += y[m * kPart + 4 * r + 2 * k] * c0 + y[m * kPart + 4 * r + 2 * k + 1] * c1;
+      for (int m = 0; m < R; ++m) acc[m * 4 + r] += y[m * Part + n * r + 2 * k] * c0 + y[m * Part + n * r + 2 * k + 1] * c1;
     }
   }
   // Sixteen 6-bit scales: sub-block s has its low nibble in scales[s % 8]
   // (nibble s / 8) and its high two bits in scales[8 + s % 4] (bits 2 (s / 4)).
   // For this part's runs s = 8 half + 2 r + t, so the nibble is `upper` and
   // the pair 2 upper + r / 2; both are masked in place and scaled back.
-  const uint t = (part % 8) / 4;
+  const uint t = bytes / 16;
   const float d = float(b.d);
   float scale[4];
   for (int r = 0; r < 4; ++r) {
@@ -693,7 +702,9 @@ inline void dot(const device block_q5_K& b, uint part, const thread float* y, co
 
 template <int R, int Part = kPart>
 inline void dot(const device block_q6_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
-  const uint half_index = part / 8, bytes = 4 * (part % 8);
+  using parts = k_plane_parts<Part>;
+  constexpr int n = parts::bytes;
+  const uint half_index = parts::half_of(part), bytes = parts::byte_of(part);
   // Run r's low nibble is in ql[64 half + 32 (r % 2) + l] (nibble r / 2), its
   // high two bits in qh[32 half + l] (bits 2r). Each byte's 6-bit code is
   // assembled with constant shifts, then masked in place per byte.
@@ -702,7 +713,7 @@ inline void dot(const device block_q6_K& b, uint part, const thread float* y, co
   const device ushort* high = words16(b.qh + 32 * half_index + bytes);
   float acc[R * 4];
   zero<R * 4>(acc);
-  for (int k = 0; k < 2; ++k) {
+  for (int k = 0; k < n / 2; ++k) {
     const uint a = low_a[k], c = low_b[k], h = high[k];
     uint code[4];
     code[0] = (a & 0x0F0Fu) | ((h << 4) & 0x3030u);
@@ -712,10 +723,10 @@ inline void dot(const device block_q6_K& b, uint part, const thread float* y, co
     for (int r = 0; r < 4; ++r) {
       const uint pair = biased_pair(code[r]);
       const float c0 = field_float(pair, 0x003Fu), c1 = field_float(pair, 0x3F00u);
-      for (int m = 0; m < R; ++m) acc[m * 4 + r] += y[m * kPart + 4 * r + 2 * k] * c0 + y[m * kPart + 4 * r + 2 * k + 1] * c1;
+      for (int m = 0; m < R; ++m) acc[m * 4 + r] += y[m * Part + n * r + 2 * k] * c0 + y[m * Part + n * r + 2 * k + 1] * c1;
     }
   }
-  const uint sub = plane_sub_block(part);
+  const uint sub = parts::sub_block(part);
   const float d = float(b.d);
   float scale[4];
   for (int r = 0; r < 4; ++r) {
@@ -843,6 +854,10 @@ void mul_mv(constant GGMLMatmulArgs& args, const device T* x, const device uint8
         sums[m * runs + r] = sum;
       }
     }
+    // Unrolled: acc stays in registers (a rolled loop indexes it at run time;
+    // for Q3_K's 32-value parts the CUDA translation left it rolled, with a
+    // stack frame).
+#pragma unroll
     for (int r = 0; r < rows; ++r) {
       // Rows past N (a ragged last threadgroup) read row N - 1, whose sums
       // store_sums drops: no branch, so every row's loads can be in flight at

@@ -106,6 +106,12 @@ QMETAL_CONSTEXPR uint32_t kGGMLMvRowsBF16 = 4;
 // k_nibble_parts in shaders/ggml.h).
 QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ4_K = 32;
 QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ5_K = 32;
+// Q2_K, Q3_K, Q6_K: 8 bytes of each of a half's four 32-byte planes (their
+// runs' four scales and the block's d per 32 values, not 16): SASS per
+// weight at 4 rows, Q2_K 10.5 -> 7.9, Q3_K 14.8 -> 11.1, Q6_K 12.0 -> 9.8.
+QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ2_K = 32;
+QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ3_K = 32;
+QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ6_K = 32;
 
 // shaders/dwq.h: the fused gradient's tile threads (4 simdgroups).
 QMETAL_CONSTEXPR uint32_t kDwqTileThreads = 128;

@@ -128,7 +128,7 @@ GGML_TYPES = [
 ]
 def ggml_parts() -> dict:
     """Values one ggml::dot call of mul_mv takes at one x row, per type
-    (traits<B>::part: 16, or 32 for Q4_K and Q5_K), from the host's type table."""
+    (traits<B>::part: 16, or 32 for the K-quants), from the host's type table."""
     from . import _core
 
     return {row[0].lower(): row[6] for row in _core.ggml_type_table()}
