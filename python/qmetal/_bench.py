@@ -345,11 +345,13 @@ def run_cuda(args, device) -> int:
     # bits per weight (as `python -m qmetal cost` does), by GB/s.
     from ._cost import GGML_TYPES
 
-    mlx_bits = args.bits if args.format == "affine" else {t.lower(): b for t, _, _, b in GGML_TYPES}[args.format]
+    mlx_bits = args.bits if args.format == "affine" else {t.lower(): b for t, _, _, b in GGML_TYPES}.get(args.format)
     mlx_group_size = args.group_size if args.format == "affine" else 64
     if not args.no_peers:
         include = _mlx_include()
-        if include is None:
+        if mlx_bits is None:
+            print(f"mlx kernels: not run (MLX has no affine width next to {args.format.upper()})")
+        elif include is None:
             print("mlx kernels: not run (no mlx package with Metal kernel headers)")
         else:
             import mlx.core as mx
