@@ -3,8 +3,8 @@
 // - dequantize(), a 16-value chunk of a block as floats, in the order of
 //   operations of llama.cpp's reference (bit-exact with gguf.quants): the
 //   tiled mat-mat loader and the dequantize kernel;
-// - dot(), one lane's part of a block (16 values whose code bytes it owns)
-//   against pre-scaled activations, codes masked in place in 16-bit words,
+// - dot(), one lane's part of a block (16 or 32 values whose code bytes it
+//   owns) against pre-scaled activations, codes masked in place in 16-bit words,
 //   scales and offsets applied per run (audit F2): the mat-vec, small-batch
 //   and MoE mat-vec kernels.
 // Every kernel is a template over the block type. Adding a type: its struct,
@@ -63,8 +63,9 @@ static_assert(sizeof(block_q2_K) == 84 && sizeof(block_q3_K) == 110 && sizeof(bl
 constant constexpr int kPart = int(kGGMLMvPart);
 
 // Fields are masked in place within 16-bit halves of words (so that the
-// masked value stays below 2^23, for exact_float): the second byte's fields
-// come out of a mask 256 times larger, so their activations are scaled by 1/256.
+// masked value stays below 2^23, for field_float; a fifth or third bit merged
+// above a field may reach bit 16): the second byte's fields come out of a
+// mask 256 times larger, so their activations are scaled by 1/256.
 constexpr float byte_scale(int i) { return i % 2 == 0 ? 1.0f : 1.0f / 256.0f; }
 // Nibble runs: run 0 the low nibbles of the part's bytes, run 1 the high
 // nibbles (masked in place: code * 16).
@@ -96,6 +97,9 @@ struct q8_parts {
 // 32 r + l in field r. As k_nibble_parts, mul_mv_ext takes 16-value ones.
 template <int part_values>
 struct k_plane_parts {
+  // A part's bytes of each plane: whole 16-bit words, inside one 16-value
+  // sub-block (sub_block) and one plane.
+  static_assert(part_values == 16 || part_values == 32, "parts of 16 or 32 values");
   static constant constexpr int part = part_values, runs = 4;
   static constant constexpr int bytes = part_values / 4, per_half = 32 / bytes;
   static constant constexpr bool has_sums = true;
@@ -124,6 +128,9 @@ struct q6_k_parts : k_plane_parts<part_values> {
 // mul_mv_ext_r5 for Q4_K: 233 registers and a 768-byte stack; 168 and none at 16).
 template <int part_values>
 struct k_nibble_parts {
+  // A part's code bytes: whole 32-bit words (nibble_dots, Q5_K's qh words),
+  // inside one 32-byte pair of sub-blocks.
+  static_assert(part_values == 16 || part_values == 32, "parts of 16 or 32 values");
   using narrow = k_nibble_parts<kPart>;
   static constant constexpr int part = part_values, runs = 2;
   static constant constexpr int per_pair = 64 / part_values;  // parts per pair of sub-blocks

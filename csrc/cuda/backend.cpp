@@ -148,18 +148,19 @@ uint32_t CudaDevice::max_threads_per_threadgroup(const std::string& kernel) cons
   std::lock_guard<std::mutex> lock(mutex_);
   const auto known = max_threads_.find(kernel);
   if (known != max_threads_.end()) return known->second;
-  uint32_t limit = capabilities().max_threads_per_threadgroup;
+  const uint32_t limit = capabilities().max_threads_per_threadgroup;
   const auto& builtin = builtin_kernels();
   const auto it = builtin.find(kernel);
   cudaFuncAttributes attributes{};
-  if (it != builtin.end() && cudaSetDevice(ordinal_) == cudaSuccess &&
-      cudaFuncGetAttributes(&attributes, it->second) == cudaSuccess) {
-    limit = std::min<uint32_t>(limit, uint32_t(attributes.maxThreadsPerBlock));
-  } else {
-    cudaGetLastError();  // not a built-in kernel (or unreadable): its launch says what is wrong
+  // The launch path makes the same device current (launch_all's caller).
+  if (it == builtin.end() || cudaSetDevice(ordinal_) != cudaSuccess ||
+      cudaFuncGetAttributes(&attributes, it->second) != cudaSuccess) {
+    cudaGetLastError();  // not a built-in kernel (or unreadable now): its launch says what is wrong
+    return limit;        // not kept: a later plan asks again
   }
-  max_threads_.emplace(kernel, limit);
-  return limit;
+  const uint32_t fits = std::min<uint32_t>(limit, uint32_t(attributes.maxThreadsPerBlock));
+  max_threads_.emplace(kernel, fits);
+  return fits;
 }
 
 std::string symbol_of(const std::string& host_name) {
