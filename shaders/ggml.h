@@ -568,13 +568,15 @@ inline void dot(const device block_q2_K& b, uint part, const thread float* y, co
   using parts = k_plane_parts<Part>;
   float acc[R * 4];
   zero<R * 4>(acc);
-  two_bit_dots<R, parts::bytes>(b.qs + 32 * parts::half_of(part) + parts::byte_of(part), y, acc);
-  const uint sub = parts::sub_block(part);
+  two_bit_dots<R, parts::bytes>(b.qs + (32 * parts::half_of(part) + parts::byte_of(part)), y, acc);
+  // The runs' scale bytes, every other byte from this part's sub-block (a
+  // pointer once, then constant offsets: no index arithmetic per run).
+  const device uint8_t* run_scales = b.scales + parts::sub_block(part);
   const float d = float(b.d), dmin = float(b.dmin);
   float scale[4], min[4];
   for (int r = 0; r < 4; ++r) {
     // Byte: scale code in the low nibble, min code in the high one (masked in place: code * 16).
-    const uint packed = biased_pair(b.scales[sub + 2 * r]);
+    const uint packed = biased_pair(run_scales[2 * r]);
     scale[r] = d * field_float(packed, 0x0Fu);
     min[r] = dmin / 16.0f * field_float(packed, 0xF0u);
   }
@@ -597,11 +599,11 @@ inline void dot(const device block_q3_K& b, uint part, const thread float* y, co
   // as masked in place, so that each 3-bit code is one field: a shift per
   // run and word, no per-value select (SASS of the CUDA translation, 16-value
   // parts at 4 rows: 16.3 -> 14.8 instructions per weight, 72 -> 56 registers).
-  const device ushort* codes = words16(b.qs + 32 * half_index + bytes);
+  const device ushort* codes = words16(b.qs + (32 * half_index + bytes));
   const device ushort* third_bits = words16(b.hmask + bytes);
   const bool upper = half_index != 0;
   for (int k = 0; k < n / 2; ++k) {
-    const uint pair = codes[k], thirds = uint(third_bits[k]) >> (upper ? 4 : 0);
+    const uint pair = codes[k], thirds = upper ? uint(third_bits[k]) >> 4 : uint(third_bits[k]);
     for (int r = 0; r < 4; ++r) {
       const uint field = 0x0303u << (2 * r), third = 0x0404u << (2 * r);  // in both bytes of the pair
       const uint biased = biased_pair((pair & field) | ((thirds << (r + 2)) & third));
@@ -613,11 +615,11 @@ inline void dot(const device block_q3_K& b, uint part, const thread float* y, co
   // (nibble s / 8) and its high two bits in scales[8 + s % 4] (bits 2 (s / 4)).
   // For this part's runs s = 8 half + 2 r + t, so the nibble is `upper` and
   // the pair 2 upper + r / 2; both are masked in place and scaled back.
-  const uint t = bytes / 16;
+  const device uint8_t* run_scales = b.scales + bytes / 16;  // + t
   const float d = float(b.d);
   float scale[4];
   for (int r = 0; r < 4; ++r) {
-    const uint low = b.scales[2 * r + t], high = b.scales[8 + 2 * (r % 2) + t];
+    const uint low = run_scales[2 * r], high = run_scales[8 + 2 * (r % 2)];
     const uint high_shift = 2 * (r / 2);  // + 4 when upper
     const float low_code = upper ? exact_float(low & 0xF0u) / 16.0f : exact_float(low & 0x0Fu);
     const float high_code = upper ? exact_float(high & (0x30u << high_shift)) / float(1 << high_shift)
@@ -680,15 +682,16 @@ inline void dot(const device block_q5_K& b, uint part, const thread float* y, co
   zero<R>(lo);
   zero<R>(hi);
   for (int k = 0; k < bytes / 4; ++k) {
-    const uint codes = qs[k], fifth = qh[k];
-    // Bit 2g of byte b at 8b + 4 (byte 3's at 28: it fits); bit 2g + 1 at
-    // 8b + 8 per 16-bit half (byte 3's would fall off a whole word).
-    const uint low_fifth = (fifth >> (2 * g)) << 4;
+    // One shift by the part's position per word (bit 2g of byte b to 8b, bit
+    // 2g + 1 to 8b + 1), then constant ones: the low run's bit to 8b + 4,
+    // the high run's to 8b + 8 within each 16-bit half.
+    const uint codes = qs[k], fifth = qh[k] >> (2 * g);
     for (int half_word = 0; half_word < 2; ++half_word) {
       const uint shift = 16 * half_word;  // two bytes at a time, at bits 0 and 8
-      const uint high_fifth = (fifth >> shift) << (7 - 2 * g);
-      const uint low = biased_pair(((codes >> shift) & 0x0F0Fu) | ((low_fifth >> shift) & 0x1010u));
-      const uint high = biased_pair(((codes >> shift) & 0xF0F0u) | (high_fifth & 0x10100u));
+      const uint low_fifth = ((fifth >> shift) << 4) & 0x1010u;
+      const uint high_fifth = (half_word == 0 ? fifth << 7 : fifth >> 9) & 0x10100u;
+      const uint low = biased_pair(((codes >> shift) & 0x0F0Fu) | low_fifth);
+      const uint high = biased_pair(((codes >> shift) & 0xF0F0u) | high_fifth);
       const int i = 4 * k + 2 * half_word;
       const float low0 = field_float(low, 0x001Fu), low1 = field_float(low, 0x1F00u);
       const float high0 = field_float(high, 0x01F0u), high1 = field_float(high, 0x1F000u);
@@ -715,9 +718,10 @@ inline void dot(const device block_q6_K& b, uint part, const thread float* y, co
   // Run r's low nibble is in ql[64 half + 32 (r % 2) + l] (nibble r / 2), its
   // high two bits in qh[32 half + l] (bits 2r). Each byte's 6-bit code is
   // assembled with constant shifts, then masked in place per byte.
-  const device ushort* low_a = words16(b.ql + 64 * half_index + bytes);
-  const device ushort* low_b = words16(b.ql + 64 * half_index + 32 + bytes);
-  const device ushort* high = words16(b.qh + 32 * half_index + bytes);
+  // Byte offsets are summed in 32 bits, then added to the pointer once.
+  const device ushort* low_a = words16(b.ql + (64 * half_index + bytes));
+  const device ushort* low_b = words16(b.ql + (64 * half_index + 32 + bytes));
+  const device ushort* high = words16(b.qh + (32 * half_index + bytes));
   float acc[R * 4];
   zero<R * 4>(acc);
   for (int k = 0; k < n / 2; ++k) {
@@ -733,13 +737,13 @@ inline void dot(const device block_q6_K& b, uint part, const thread float* y, co
       for (int m = 0; m < R; ++m) acc[m * 4 + r] += y[m * Part + n * r + 2 * k] * c0 + y[m * Part + n * r + 2 * k + 1] * c1;
     }
   }
-  const uint sub = parts::sub_block(part);
+  const device int8_t* run_scales = b.scales + parts::sub_block(part);  // as Q2_K's
   const float d = float(b.d);
   float scale[4];
   for (int r = 0; r < 4; ++r) {
     // int8 scale, biased to unsigned (flip the sign bit) for exact_float.
     constexpr uint sign_bit = 0x80u;
-    scale[r] = d * (exact_float(uint(as_type<uchar>(b.scales[sub + 2 * r])) ^ sign_bit) - float(sign_bit));
+    scale[r] = d * (exact_float(uint(as_type<uchar>(run_scales[2 * r])) ^ sign_bit) - float(sign_bit));
   }
   for (int m = 0; m < R; ++m) {
     float total = 0.0f;

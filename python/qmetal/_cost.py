@@ -138,8 +138,10 @@ def ggml_probes() -> list[Probe]:
     """One lane's step of ggml_mul_mv for one row: ggml::dot<1> on one part
     (ggml_parts() values) of a block, with the activations as given
     (pre-scaled and summed once per step for all rows). Weight bytes: the
-    part's share of its block, scale fields included. Part 1 of the block: a
-    part with nothing special about it (part 0 of some types starts a run)."""
+    part's share of its block, scale fields included. The part's index is
+    read at run time, as the kernel's is (a lane's step decides it), so that
+    work which depends on it (where its bytes and scales sit, the shifts by
+    its sub-block of Q5_K's fifth bits) is counted, not folded away."""
     probes = []
     parts = ggml_parts()
     for name, block_bytes, values, mlx_bits in GGML_TYPES:
@@ -151,7 +153,8 @@ def ggml_probes() -> list[Probe]:
   for (int j = 0; j < {part}; ++j) yt[j] = x[j];
   for (int r = 0; r < 4; ++r) sums[r] = x[{part} + r];
   out[0] = 0.0f;
-  ggml::dot<1, {part}>(w[0], 1, yt, sums, out);
+  const uint part = as_type<uint>(y[1]) % {values // part}u;
+  ggml::dot<1, {part}>(w[0], part, yt, sums, out);
   y[0] = out[0];"""))
     return probes
 
