@@ -446,17 +446,49 @@ inline float field_float(uint biased, uint mask) { return as_type<float>(biased 
 // per weight bounded the large mat-vecs there. (With exact_float per code,
 // an OR more per value, the loop of Q4_0's mul_mv took 753 SASS
 // instructions per step of 4 rows in the CUDA translation; with field_float, 685.)
-template <int R, typename Word, int n = 8>
-inline void nibble_dots(const device uint8_t* q, const thread float* y, thread float* lo, thread float* hi) {
+//
+// Fifth: bits merged above the nibbles before they become floats. none: the
+// 4-bit types (each field masked straight out of the pair); q5_k_fifth_bits:
+// Q5_K's, making each code one 5-bit field (no per-value select).
+struct no_fifth_bits {
+  static constant constexpr uint code_bits = 0xFu;
+  uint at(int) const { return 0; }
+  static uint low_codes(uint pair, uint, int) { return pair; }
+  static uint high_codes(uint pair, uint, int) { return pair; }
+};
+// The fifth bit of value i of run r is bit position + r of qh[i] (position
+// 2g for sub-blocks 2g, 2g + 1). One shift by the position per 32-bit word
+// (bit `position` of byte b to 8b, the next to 8b + 1), then constant ones
+// onto the bit above each nibble as masked in place: bit 4 of a byte for the
+// low run, bit 8 (16 for the second byte) for the high run.
+struct q5_k_fifth_bits {
+  static constant constexpr uint code_bits = 0x1Fu;
+  const device uint* qh;
+  uint position;
+  uint at(int k) const { return qh[k] >> position; }
+  static uint low_codes(uint pair, uint fifth, int half_word) {
+    return (pair & 0x0F0Fu) | (((fifth >> (16 * half_word)) << 4) & 0x1010u);
+  }
+  static uint high_codes(uint pair, uint fifth, int half_word) {
+    return (pair & 0xF0F0u) | ((half_word == 0 ? fifth << 7 : fifth >> 9) & 0x10100u);
+  }
+};
+
+template <int R, typename Word, int n = 8, typename Fifth = no_fifth_bits>
+inline void nibble_dots(const device uint8_t* q, const thread float* y, thread float* lo, thread float* hi,
+                        Fifth fifth = Fifth()) {
   constexpr int bytes = sizeof(Word);
+  constexpr uint low_mask = Fifth::code_bits, high_mask = Fifth::code_bits << 4;
   const device Word* w = reinterpret_cast<const device Word*>(q);
   for (int k = 0; k < n / bytes; ++k) {
-    const uint word = w[k];
+    const uint word = w[k], fifth_bits = fifth.at(k);
     for (int half_word = 0; half_word < bytes / 2; ++half_word) {
-      const uint pair = biased_pair(half_word == 0 ? word : word >> 16);  // two bytes, at bits 0 and 8
+      const uint pair = half_word == 0 ? word : word >> 16;  // two bytes, at bits 0 and 8
+      const uint low = biased_pair(Fifth::low_codes(pair, fifth_bits, half_word));
+      const uint high = biased_pair(Fifth::high_codes(pair, fifth_bits, half_word));
       const int i = k * bytes + 2 * half_word;
-      const float low0 = field_float(pair, 0x000Fu), low1 = field_float(pair, 0x0F00u);
-      const float high0 = field_float(pair, 0x00F0u), high1 = field_float(pair, 0xF000u);
+      const float low0 = field_float(low, low_mask), low1 = field_float(low, low_mask << 8);
+      const float high0 = field_float(high, high_mask), high1 = field_float(high, high_mask << 8);
       for (int m = 0; m < R; ++m) {
         const thread float* ym = y + m * 2 * n;
         lo[m] += ym[i] * low0 + ym[i + 1] * low1;
@@ -650,15 +682,16 @@ inline void k4_part_scales(const device uint8_t* s, uint g, thread float* scale,
   min[1] = field_float(biased_mins, 0xFF00u) / 256.0f;
 }
 
-template <int R, int Part = kPart>
-inline void dot(const device block_q4_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
-  using parts = k_nibble_parts<Part>;
+// Q4_K and Q5_K: the part's code bytes through nibble_dots (with Q5_K's
+// fifth bits), then sub-blocks 2g and 2g + 1's scales and mins.
+template <int R, int Part, typename B, typename Fifth>
+inline void k4_dot(const device B& b, uint g, uint j, Fifth fifth, const thread float* y, const thread float* sums,
+                   thread float* out) {
   constexpr int bytes = Part / 2;
-  const uint g = part / parts::per_pair, j = part % parts::per_pair;
   float lo[R], hi[R];
   zero<R>(lo);
   zero<R>(hi);
-  nibble_dots<R, uint, bytes>(b.qs + 32 * g + bytes * j, y, lo, hi);
+  nibble_dots<R, uint, bytes>(b.qs + 32 * g + bytes * j, y, lo, hi, fifth);
   float scale[2], min[2];
   k4_part_scales(b.scales, g, scale, min);
   const float d = float(b.d), dmin = float(b.dmin);
@@ -668,46 +701,17 @@ inline void dot(const device block_q4_K& b, uint part, const thread float* y, co
 }
 
 template <int R, int Part = kPart>
+inline void dot(const device block_q4_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
+  using parts = k_nibble_parts<Part>;
+  k4_dot<R, Part>(b, part / parts::per_pair, part % parts::per_pair, no_fifth_bits(), y, sums, out);
+}
+
+template <int R, int Part = kPart>
 inline void dot(const device block_q5_K& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
   using parts = k_nibble_parts<Part>;
-  constexpr int bytes = Part / 2;
   const uint g = part / parts::per_pair, j = part % parts::per_pair;
-  const device uint* qs = reinterpret_cast<const device uint*>(b.qs + 32 * g + bytes * j);
-  const device uint* qh = reinterpret_cast<const device uint*>(b.qh + bytes * j);
-  // The fifth bit of value i of run r is bit 2g + r of qh[bytes j + i]. It is
-  // shifted onto the bit above its nibble as masked in place (bit 4 of a byte
-  // for the low nibble, bit 8 for the high one), so that each 5-bit code is
-  // one field: one shift per 4 bytes and run, no per-value select.
-  float lo[R], hi[R];
-  zero<R>(lo);
-  zero<R>(hi);
-  for (int k = 0; k < bytes / 4; ++k) {
-    // One shift by the part's position per word (bit 2g of byte b to 8b, bit
-    // 2g + 1 to 8b + 1), then constant ones: the low run's bit to 8b + 4,
-    // the high run's to 8b + 8 within each 16-bit half.
-    const uint codes = qs[k], fifth = qh[k] >> (2 * g);
-    for (int half_word = 0; half_word < 2; ++half_word) {
-      const uint shift = 16 * half_word;  // two bytes at a time, at bits 0 and 8
-      const uint low_fifth = ((fifth >> shift) << 4) & 0x1010u;
-      const uint high_fifth = (half_word == 0 ? fifth << 7 : fifth >> 9) & 0x10100u;
-      const uint low = biased_pair(((codes >> shift) & 0x0F0Fu) | low_fifth);
-      const uint high = biased_pair(((codes >> shift) & 0xF0F0u) | high_fifth);
-      const int i = 4 * k + 2 * half_word;
-      const float low0 = field_float(low, 0x001Fu), low1 = field_float(low, 0x1F00u);
-      const float high0 = field_float(high, 0x01F0u), high1 = field_float(high, 0x1F000u);
-      for (int m = 0; m < R; ++m) {
-        const thread float* ym = y + m * Part;
-        lo[m] += ym[i] * low0 + ym[i + 1] * low1;
-        hi[m] += ym[bytes + i] * high0 + ym[bytes + i + 1] * high1;
-      }
-    }
-  }
-  float scale[2], min[2];
-  k4_part_scales(b.scales, g, scale, min);
-  const float d = float(b.d), dmin = float(b.dmin);
-  for (int m = 0; m < R; ++m) {
-    out[m] = d * (scale[0] * lo[m] + scale[1] * hi[m]) - dmin * (min[0] * sums[2 * m] + min[1] * sums[2 * m + 1]);
-  }
+  const q5_k_fifth_bits fifth = {reinterpret_cast<const device uint*>(b.qh + Part / 2 * j), 2 * g};
+  k4_dot<R, Part>(b, g, j, fifth, y, sums, out);
 }
 
 template <int R, int Part = kPart>
