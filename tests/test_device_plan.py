@@ -114,3 +114,18 @@ def test_plan_setters_check_arguments():
         plan.grid = [1, 1, 1, 1]
     with pytest.raises(ValueError, match="access: expected 'read', 'write' or 'read_write', got 'rw'"):
         plan.bind(1, qmetal.empty((1,), "uint8"), "rw")
+
+
+def test_simulator_device_thread_limit_is_checked():
+    """qmetal.sim.device(max_threads_per_threadgroup=): a multiple of 32 up to
+    1024 (what a GPU's pipeline can report), an int."""
+    import qmetal.sim
+
+    assert qmetal.sim.device(max_threads_per_threadgroup=384).capabilities["max_threads_per_threadgroup"] == 384
+    for bad in (0, 100, 2048):
+        with pytest.raises(ValueError, match=f"max_threads_per_threadgroup: expected a multiple of 32 from 32 to "
+                                             f"1024, got {bad}"):
+            qmetal.sim.device(max_threads_per_threadgroup=bad)
+    for bad in (256.0, True, "256"):
+        with pytest.raises(TypeError, match="max_threads_per_threadgroup: expected an int"):
+            qmetal.sim.device(max_threads_per_threadgroup=bad)
