@@ -73,10 +73,27 @@ constexpr float nibble_scale(int run, int i) { return byte_scale(i) * (run == 0 
 // 2-bit runs: run r is the field at bits 2r of each byte (code * 4^r).
 constexpr float two_bit_scale(int run, int i) { return byte_scale(i) / float(1 << (2 * run)); }
 
+// --- where a dequantize() chunk's values sit: chunks -----------------------------------
+//
+// dequantize(block, c, v) yields kChunk values as `runs` runs of kChunk /
+// runs consecutive values, run r starting at value run_offset(c, r) of the
+// block (v[r * kChunk / runs + i] is that value + i). Most types' chunks are
+// one run (contiguous_chunks); the legacy 4- and 5-bit types' chunks own
+// code bytes whole as their mat-vec parts do (legacy_parts): both nibbles of
+// 8 bytes, read once, where a 16-value run would read all 16 bytes for one
+// nibble each (in mul_mm, 8 two-byte loads per chunk for Q4_0's 18-byte
+// blocks; 4 so).
+struct contiguous_chunks {
+  static constant constexpr int runs = 1;
+  static uint run_offset(uint chunk, int) { return kChunk * chunk; }
+};
+
 // Q4_0, Q4_1, Q5_0, Q5_1: part p owns qs bytes [8p, 8p + 8): values 8p + i
-// (low nibbles) and 16 + 8p + i (high nibbles).
+// (low nibbles) and 16 + 8p + i (high nibbles). Their dequantize() chunks
+// are these parts.
 struct legacy_parts {
   using narrow = legacy_parts;
+  using chunks = legacy_parts;
   static constant constexpr int part = kPart, runs = 2;
   static constant constexpr bool has_sums = true;
   static uint run_offset(uint part, int run) { return 8 * part + 16 * run; }
@@ -86,6 +103,7 @@ struct legacy_parts {
 // words; dot() biases the codes to unsigned (see there), hence the sum.
 struct q8_parts {
   using narrow = q8_parts;
+  using chunks = contiguous_chunks;
   static constant constexpr int part = kPart, runs = 1;
   static constant constexpr bool has_sums = true;
   static uint run_offset(uint part, int) { return kPart * part; }
@@ -97,6 +115,7 @@ struct q8_parts {
 // 32 r + l in field r. As k_nibble_parts, mul_mv_ext takes 16-value ones.
 template <int part_values>
 struct k_plane_parts {
+  using chunks = contiguous_chunks;
   // A part's bytes of each plane: whole 16-bit words, inside one 16-value
   // sub-block (sub_block) and one plane.
   static_assert(part_values == 16 || part_values == 32, "parts of 16 or 32 values");
@@ -132,6 +151,7 @@ struct k_nibble_parts {
   // inside one 32-byte pair of sub-blocks.
   static_assert(part_values == 16 || part_values == 32, "parts of 16 or 32 values");
   using narrow = k_nibble_parts<kPart>;
+  using chunks = contiguous_chunks;
   static constant constexpr int part = part_values, runs = 2;
   static constant constexpr int per_pair = 64 / part_values;  // parts per pair of sub-blocks
   static constant constexpr bool has_sums = true;
@@ -141,6 +161,7 @@ struct k_nibble_parts {
 // Dense: the 16-value block is one part.
 struct dense_parts {
   using narrow = dense_parts;
+  using chunks = contiguous_chunks;
   static constant constexpr int part = kPart, runs = 1;
   static constant constexpr bool has_sums = false;
   static uint run_offset(uint, int) { return 0; }
@@ -266,28 +287,46 @@ inline void byte_bits(const device uint8_t* p, uint bit, thread bool* set) {
 template <typename B>
 using CodeWord = typename traits<B>::Word;
 
+// The legacy types' chunks (legacy_parts): chunk c is both nibbles of code
+// bytes [8c, 8c + 8), the low ones first.
+static_assert(legacy_parts::part == kChunk && legacy_parts::runs == 2, "a legacy chunk: 8 bytes, both nibbles");
+constant constexpr int kLegacyChunkBytes = kChunk / 2;
+
+template <typename B>
+inline void legacy_nibbles(const device B& b, uint c, thread float* codes) {
+  const device uint8_t* q = b.qs + kLegacyChunkBytes * c;
+  byte_fields<CodeWord<B>, kLegacyChunkBytes>(q, field_at(kNibble, 0), codes);
+  byte_fields<CodeWord<B>, kLegacyChunkBytes>(q, field_at(kNibble, 4), codes + kLegacyChunkBytes);
+}
+
 inline void dequantize(const device block_q4_0& b, uint c, thread float* v) {
   const float d = float(b.d);
   float code[kChunk];
-  byte_fields<CodeWord<block_q4_0>, kChunk>(b.qs, field_at(kNibble, 4 * c), code);
+  legacy_nibbles(b, c, code);
   for (int i = 0; i < kChunk; ++i) v[i] = d * (code[i] - kQ4Offset);
 }
 
 inline void dequantize(const device block_q4_1& b, uint c, thread float* v) {
   const float d = float(b.d), m = float(b.m);
   float code[kChunk];
-  byte_fields<CodeWord<block_q4_1>, kChunk>(b.qs, field_at(kNibble, 4 * c), code);
+  legacy_nibbles(b, c, code);
   for (int i = 0; i < kChunk; ++i) v[i] = d * code[i] + m;
 }
 
-// The fifth bits of chunk c of a Q5_0 / Q5_1 block: bit i is value 16 c + i's.
-inline uint q5_high_bits(const device uint8_t* qh, uint c) { return words16(qh)[c]; }
+// The fifth bits of chunk c of a Q5_0 / Q5_1 block, in the order of its
+// values: bit i of qh is value i's, so the low run's are bits 8c + i and the
+// high run's 16 + 8c + i.
+inline uint q5_chunk_high_bits(const device uint8_t* qh, uint c) {
+  const uint bits = uint(words16(qh)[0]) | (uint(words16(qh)[1]) << 16);  // qh is 2-byte aligned in Q5_0
+  const uint shifted = bits >> (kLegacyChunkBytes * c);
+  return (shifted & 0xFFu) | ((shifted >> 8) & 0xFF00u);
+}
 
 inline void dequantize(const device block_q5_0& b, uint c, thread float* v) {
   const float d = float(b.d);
   float code[kChunk];
-  byte_fields<CodeWord<block_q5_0>, kChunk>(b.qs, field_at(kNibble, 4 * c), code);
-  const uint high = q5_high_bits(b.qh, c);
+  legacy_nibbles(b, c, code);
+  const uint high = q5_chunk_high_bits(b.qh, c);
   for (int i = 0; i < kChunk; ++i) {
     v[i] = d * (code[i] + ((high & (1u << i)) != 0 ? kQ5HighBit : 0.0f) - kQ5Offset);
   }
@@ -296,8 +335,8 @@ inline void dequantize(const device block_q5_0& b, uint c, thread float* v) {
 inline void dequantize(const device block_q5_1& b, uint c, thread float* v) {
   const float d = float(b.d), m = float(b.m);
   float code[kChunk];
-  byte_fields<CodeWord<block_q5_1>, kChunk>(b.qs, field_at(kNibble, 4 * c), code);
-  const uint high = q5_high_bits(b.qh, c);
+  legacy_nibbles(b, c, code);
+  const uint high = q5_chunk_high_bits(b.qh, c);
   for (int i = 0; i < kChunk; ++i) v[i] = d * (code[i] + ((high & (1u << i)) != 0 ? kQ5HighBit : 0.0f)) + m;
 }
 
@@ -403,11 +442,24 @@ inline void dequantize(const device block_bf16& b, uint, thread float* v) {
   for (int i = 0; i < kChunk; ++i) v[i] = as_type<float>(uint(b.x[i]) << 16);
 }
 
-// Chunk `chunk` (counted over the whole row) of the row starting at `row`.
+// Chunk `chunk` (counted over the whole row) of the row starting at `row`;
+// its values sit in the row as chunk_runs<B> runs from chunk_run_start<B>.
 template <typename B>
 inline void dequantize_row_chunk(const device B* row, uint chunk, thread float* v) {
   constexpr uint chunks_per_block = traits<B>::values / kChunk;
   dequantize(row[chunk / chunks_per_block], chunk % chunks_per_block, v);
+}
+
+template <typename B>
+struct chunk_runs {
+  static constant constexpr int count = traits<B>::chunks::runs, values = kChunk / count;
+};
+
+// The row's value at which run `run` of chunk `chunk` (counted over the row) starts.
+template <typename B>
+inline uint chunk_run_start(uint chunk, int run) {
+  constexpr uint chunks_per_block = traits<B>::values / kChunk;
+  return chunk / chunks_per_block * traits<B>::values + traits<B>::chunks::run_offset(chunk % chunks_per_block, run);
 }
 
 // --- per-type dot: one part of one block against pre-scaled activations ---------------
@@ -924,6 +976,7 @@ void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8
             const device uint32_t* lhs, const device uint32_t* rhs, const device uint32_t* rows_out, uint3 group,
             uint thread_index, uint simd_group, threadgroup float* xs, threadgroup float* ws) {
   static_assert(!(sorted && split), "the sorted MoE tiles are not split");
+  static_assert(chunk_runs<B>::count == 1 || tile::kK % traits<B>::values == 0, "a chunk's runs stay in its K step");
   const uint M = args.M, N = args.N, K = args.K;
   const uint k_begin = split ? group.z * args.k_per_partition : 0;
   const uint k_end = split ? min(K, k_begin + args.k_per_partition) : K;
@@ -963,7 +1016,11 @@ void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8
       } else {
         for (int i = 0; i < kChunk; ++i) v[i] = 0.0f;
       }
-      store4<kChunk>(v, ws + w_row * kMmStride + w_chunk * kChunk);
+      const uint chunk = k0 / kChunk + w_chunk;
+      for (int r = 0; r < chunk_runs<B>::count; ++r) {
+        store4<chunk_runs<B>::values>(v + r * chunk_runs<B>::values,
+                                      ws + w_row * kMmStride + (chunk_run_start<B>(chunk, r) - k0));
+      }
       threadgroup_barrier(mem_flags::mem_threadgroup);
       tile::multiply<true>(acc, xs, ws, kMmStride, frag_m, frag_n);
       threadgroup_barrier(mem_flags::mem_threadgroup);
@@ -996,7 +1053,10 @@ void dequantize_rows(constant GGMLDequantizeArgs& args, const device uint8_t* w,
   const device B* blocks = reinterpret_cast<const device B*>(w) + ulong(row) * (args.K / traits<B>::values);
   float v[kChunk];
   dequantize_row_chunk(blocks, chunk, v);
-  for (int i = 0; i < kChunk; ++i) out[ulong(row) * args.K + chunk * kChunk + i] = O(v[i]);
+  for (int r = 0; r < chunk_runs<B>::count; ++r) {
+    device O* run = out + ulong(row) * args.K + chunk_run_start<B>(chunk, r);
+    for (int i = 0; i < chunk_runs<B>::values; ++i) run[i] = O(v[r * chunk_runs<B>::values + i]);
+  }
 }
 
 }  // namespace ggml

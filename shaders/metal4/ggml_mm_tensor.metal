@@ -22,6 +22,8 @@ template <typename B, typename T, typename O, bool sorted>
 void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8_t* w, device O* y,
             const device uint32_t* lhs, const device uint32_t* rhs, const device uint32_t* rows_out, uint3 group,
             uint thread_index, threadgroup T* xs, threadgroup T* ws) {
+  static_assert(ggml::chunk_runs<B>::count == 1 || kK % ggml::traits<B>::values == 0,
+                "a chunk's runs stay in its K step");
   const uint M = args.M, N = args.N, K = args.K;
   const uint blocks_per_row = K / ggml::traits<B>::values;
   const uint tile_m = group.y * kRowsX, tile_n = group.x * kRowsW;
@@ -67,7 +69,11 @@ void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8
         } else {
           for (int j = 0; j < ggml::kChunk; ++j) v[j] = 0.0f;
         }
-        for (int j = 0; j < ggml::kChunk; ++j) ws[w_row * kK + w_chunk * ggml::kChunk + j] = T(v[j]);
+        using runs = ggml::chunk_runs<B>;
+        for (int r = 0; r < runs::count; ++r) {
+          const uint first = ggml::chunk_run_start<B>(k0 / ggml::kChunk + w_chunk, r) - k0;
+          for (int j = 0; j < runs::values; ++j) ws[w_row * kK + first + j] = T(v[r * runs::values + j]);
+        }
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);
       op.run(xv, wv, acc);
