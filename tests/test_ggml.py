@@ -153,7 +153,11 @@ def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, type_name, m, r
     plan = qmetal._core.plan_ggml_matmul(device, qmetal.asbuffer(x), w._native, qmetal.asbuffer(y), m, route)
     part = 16 if plan[0].kernel.startswith("ggml_mul_mv_ext") else MV_PARTS[type_name]
     lane_steps = -(-(k // part) // 32)
-    assert plan[0].kernel.startswith("ggml_mul_mv") and plan[0].threadgroup == (64 * lane_steps, 1, 1)
+    # A slice per lane step, as many as the kernel's registers allow (on the
+    # H200, the translation of mul_mv_ext_r4 for Q5_1 takes 256 threads).
+    fitting = device.max_threads_per_threadgroup(plan[0].kernel) // 64
+    assert plan[0].kernel.startswith("ggml_mul_mv") and plan[0].threadgroup == (64 * min(lane_steps, fitting), 1, 1)
+    assert fitting >= 2  # the case splits K whatever the device
     assert_close(y, x, oracle_dense(blocks, type_name, (n, k)), type_name, term_magnitudes(blocks, type_name, (n, k)))
 
 

@@ -35,6 +35,9 @@ void bind_device(nb::module_& m) {
             return out;
           },
           "Limits and features the planner routes on, as a dict.")
+      .def("max_threads_per_threadgroup", &Device::max_threads_per_threadgroup, "kernel"_a,
+           "The most threads a threadgroup of `kernel` can have on this device: the device's limit, or "
+           "less where the kernel's registers lower it (what the mat-vec planners size their K slices by).")
       .def_prop_ro("details", &Device::details,
                    "What the backend checked about this device (Metal: GPU families, kernel library).")
       .def("__repr__", [](const Device& d) {
