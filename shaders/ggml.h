@@ -462,6 +462,22 @@ inline uint chunk_run_start(uint chunk, int run) {
   return chunk / chunks_per_block * traits<B>::values + traits<B>::chunks::run_offset(chunk % chunks_per_block, run);
 }
 
+// The same within a tile's K step, for the step's chunk `step_chunk`: steps
+// start on a block (multi-run chunks: the step holds whole blocks) or inside
+// one-run blocks (runs are contiguous), so the offset depends on step_chunk
+// alone. Written so that it is visibly a multiple of the runs' length: the
+// tiles store runs as float4s, and an offset through chunk_run_start(k0 /
+// kChunk + step_chunk) - k0 hid that; the CUDA translation then stored Q4_K's
+// w tile in 16 scalar stores, not 4 vector ones, and its mul_mm took 1.89 ms
+// where the same kernel with vector stores took 1.42 (H200, 4096 x 4096,
+// M = 512, one run; bench/README.md, session 9).
+template <typename B>
+inline uint chunk_step_offset(uint step_chunk, int run) {
+  constexpr uint chunks_per_block = traits<B>::values / kChunk;
+  return step_chunk / chunks_per_block * traits<B>::values +
+         traits<B>::chunks::run_offset(step_chunk % chunks_per_block, run);
+}
+
 // --- per-type dot: one part of one block against pre-scaled activations ---------------
 //
 // dot<R>(block, part, y, sums, out): out[m] = sum over the part's values
@@ -1016,10 +1032,9 @@ void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8
       } else {
         for (int i = 0; i < kChunk; ++i) v[i] = 0.0f;
       }
-      const uint chunk = k0 / kChunk + w_chunk;
       for (int r = 0; r < chunk_runs<B>::count; ++r) {
         store4<chunk_runs<B>::values>(v + r * chunk_runs<B>::values,
-                                      ws + w_row * kMmStride + (chunk_run_start<B>(chunk, r) - k0));
+                                      ws + w_row * kMmStride + chunk_step_offset<B>(w_chunk, r));
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);
       tile::multiply<true>(acc, xs, ws, kMmStride, frag_m, frag_n);
