@@ -125,6 +125,32 @@ def test_mlx_quantized_kernels_translate(tmp_path):
     assert sorted(re.findall(r"\.entry (\w+)\(", ptx)) == sorted(_cuda.entry_symbol(n) for n in names.values())
 
 
+def test_bench_baseline_keeps_the_kernels_a_version_defines(tmp_path):
+    """`bench --baseline DIR` instantiates this version's kernel names from
+    DIR's headers; those DIR does not define (an earlier version's) are left
+    to this version rather than failing the whole bench, as session 9's first
+    baseline run did on a stale name."""
+    import argparse
+
+    from qmetal._bench import BASELINE_GGML_KERNELS, baseline_kernels_defined, baseline_source
+
+    args = argparse.Namespace(format="q4_k", dtype="float16")
+    source = baseline_source(args)
+    kept, dropped = baseline_kernels_defined(source, SHADER_DIR)
+    assert dropped == [] and kept == source  # every name is this version's
+    # A version without mul_mv_ext_r5: an earlier one's headers, made here.
+    older = tmp_path / "older"
+    older.mkdir()
+    for name in os.listdir(SHADER_DIR):
+        if name.endswith(".h"):
+            text = open(os.path.join(SHADER_DIR, name)).read()
+            (older / name).write_text(text.replace("QMETAL_GGML_MV_EXT(5)\n", ""))
+    kept, dropped = baseline_kernels_defined(source, str(older))
+    assert dropped == ["ggml_mul_mv_ext_r5_q4_k_float16_float32", "ggml_mul_mv_ext_r5_q4_k_float16_float16"]
+    assert "mul_mv_ext_r5" not in kept and kept.count("QMETAL_GGML_ONE(mul_mm,") == 2
+    assert len(BASELINE_GGML_KERNELS) == 8
+
+
 MSL = """
 #include <metal_stdlib>
 using namespace metal;

@@ -10,6 +10,7 @@ package's headers) through the same MSL-to-CUDA translation."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
@@ -220,7 +221,30 @@ MLX_TYPES = {"float32": "float", "float16": "float16_t", "bfloat16": "bfloat16_t
 # Kernels the baseline is asked for (those it lacks run from this version).
 BASELINE_AFFINE_KERNELS = ("qmv", "qmv_fast", "qmm_t", "qmm_t_split", "gather_qmv", "gather_qmm_t",
                            "gather_qmm_sorted")
-BASELINE_GGML_KERNELS = ("mul_mv", "mul_mv_ext", "mul_mm", "mul_mv_id", "mul_mm_id")
+BASELINE_GGML_KERNELS = ("mul_mv", "mul_mv_ext_r2", "mul_mv_ext_r3", "mul_mv_ext_r4", "mul_mv_ext_r5", "mul_mm",
+                         "mul_mv_id", "mul_mm_id")
+
+
+def baseline_kernels_defined(source: str, include_dir: str) -> tuple[str, list]:
+    """`source` less the instantiations of kernels the baseline's headers do
+    not define (an earlier version lacks some, or named them otherwise: those
+    run from this version), and the host names dropped. Each such
+    instantiation stops the translation with its line; that line goes."""
+    from .sim import _cuda
+    from .sim._generator import GeneratorError
+
+    lines, dropped = source.split("\n"), []
+    while True:
+        try:
+            _cuda.translate("\n".join(lines), "baseline.metal", include_dirs=[include_dir])
+            return "\n".join(lines), dropped
+        except GeneratorError as error:
+            found = re.search(r'baseline\.metal:(\d+): host_name\("([^"]+)"\) instantiates .* not a kernel defined',
+                              str(error))
+            if not found:
+                raise
+            lines[int(found.group(1)) - 1] = ""  # keeps the other lines' numbers
+            dropped.append(found.group(2))
 
 
 def baseline_source(args) -> str:
@@ -368,12 +392,13 @@ def run_cuda(args, device) -> int:
     base_module = None
     if args.baseline:
         started = time.perf_counter()
-        source = baseline_source(args)
+        source, dropped = baseline_kernels_defined(baseline_source(args), os.path.abspath(args.baseline))
         cubin = _cuda.compile_cubin(source, "baseline.metal", include_dirs=[os.path.abspath(args.baseline)],
                                     arch=props["arch"])
         base_module = core.CudaModule(cubin)
         print(f"baseline kernels: {args.baseline}, translated and compiled with nvcc in "
-              f"{time.perf_counter() - started:.0f} s (plans of this version; kernels it lacks run from this version)")
+              f"{time.perf_counter() - started:.0f} s (plans of this version; kernels it lacks run from this version"
+              + (f": {', '.join(dropped)}" if dropped else "") + ")")
     if args.shapes:
         shapes = []
         for item in args.shapes.split(","):
