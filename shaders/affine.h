@@ -245,6 +245,30 @@ constant constexpr int kLoadsPerThread = kTile * kTile / kTileThreads;  // one p
 // threadgroup variables only in kernels, so helpers take pointers).
 constant constexpr int kTileFloats = kTile * kTileStride;
 
+static_assert(kTileStride % 4 == 0 && kPack % 4 == 0, "staged packs are whole, aligned float4s (tile::store4)");
+
+// The pack at column k (kPack values) of an x row for a tile, or zeros where
+// the row is not `live`. With transposed weights K is a multiple of the
+// group size and so of the tile: the pack is whole and starts on kPack
+// values (rows start on 32), read as vectors. Otherwise K is free: value by
+// value, zero past K.
+template <bool whole_tiles, typename T>
+inline void read_x_pack(const device T* row, bool live, uint K, uint k, thread float* out) {
+  if (!live) {
+    for (int j = 0; j < kPack; ++j) out[j] = 0.0f;
+    return;
+  }
+  if (whole_tiles) {
+    const device vec<T, 4>* quads = reinterpret_cast<const device vec<T, 4>*>(row + k);
+    for (int q = 0; q < kPack / 4; ++q) {
+      const float4 values = float4(quads[q]);
+      for (int i = 0; i < 4; ++i) out[4 * q + i] = values[i];
+    }
+  } else {
+    for (int j = 0; j < kPack; ++j) out[j] = k + j < K ? float(row[k + j]) : 0.0f;
+  }
+}
+
 // x and the dequantized w tile are staged in threadgroup memory as float and
 // multiplied with 8x8 simdgroup matrices, accumulating in float; each w pack
 // is decoded once per tile and reused by all 32 rows of x.
@@ -287,23 +311,24 @@ void qmm(constant AffineMatmulArgs& args, const device T* x, const device uint8_
     // K is a multiple of the group size with transposed weights, so whole
     // tiles; without, K is free and the last tile is partial.
     const uint m = tile_m + load_row;
-    for (int j = 0; j < kPack; ++j) {
-      const uint k = k0 + load_col + j;
-      xs[load_row * kTileStride + load_col + j] = m < M && k < K ? float(x[ulong(m) * K + k]) : 0.0f;
-    }
+    float x_values[kPack];
+    read_x_pack<transpose>(x + ulong(m) * K, m < M, K, k0 + load_col, x_values);
+    tile::store4<kPack>(x_values, xs + load_row * kTileStride + load_col);
     // transpose: tile row = n, columns = k. Otherwise tile row = k, columns = n.
     const uint w_row = transpose ? tile_n + load_row : k0 + load_row;
     const uint w_col = transpose ? k0 + load_col : tile_n + load_col;
     const bool valid = transpose ? w_row < N : w_col < N && w_row < K;
-    float q[kPack];
+    float w_values[kPack];
     if (valid) {
+      float q[kPack];
       unpack<bits>(w + ulong(w_row) * row_bytes, w_col / kPack, q);
       const ulong g = ulong(w_row) * groups_per_row + w_col / group_size;
       const float scale = float(scales[g]), bias = float(biases[g]);
-      for (int j = 0; j < kPack; ++j) ws[load_row * kTileStride + load_col + j] = scale * q[j] + bias;
+      for (int j = 0; j < kPack; ++j) w_values[j] = scale * q[j] + bias;
     } else {
-      for (int j = 0; j < kPack; ++j) ws[load_row * kTileStride + load_col + j] = 0.0f;
+      for (int j = 0; j < kPack; ++j) w_values[j] = 0.0f;
     }
+    tile::store4<kPack>(w_values, ws + load_row * kTileStride + load_col);
     threadgroup_barrier(mem_flags::mem_threadgroup);
     tile::multiply<transpose>(acc, xs, ws, kTileStride, frag_m, frag_n);
     threadgroup_barrier(mem_flags::mem_threadgroup);
@@ -351,21 +376,23 @@ void qmm_sorted(constant AffineMatmulArgs& args, const device T* x, const device
     const ulong groups_offset = ulong(expert) * N * groups_per_row;
     const uint z = tile_z + load_row;
     const bool row_in_run = z >= run && z < run_end;
+    const device T* x_row = row_in_run ? x + ulong(lhs[z]) * K : x;
     for (uint k0 = 0; k0 < K; k0 += kTile) {
-      for (int j = 0; j < kPack; ++j) {
-        xs[load_row * kTileStride + load_col + j] =
-            row_in_run ? float(x[ulong(lhs[z]) * K + k0 + load_col + j]) : 0.0f;
-      }
+      float x_values[kPack];
+      read_x_pack<true>(x_row, row_in_run, K, k0 + load_col, x_values);  // transposed: whole tiles
+      tile::store4<kPack>(x_values, xs + load_row * kTileStride + load_col);
       const uint n = tile_n + load_row;
+      float w_values[kPack];
       if (n < N) {
         float q[kPack];
         unpack<bits>(we + ulong(n) * row_bytes, (k0 + load_col) / kPack, q);
         const ulong g = groups_offset + ulong(n) * groups_per_row + (k0 + load_col) / group_size;
         const float scale = float(scales[g]), bias = float(biases[g]);
-        for (int j = 0; j < kPack; ++j) ws[load_row * kTileStride + load_col + j] = scale * q[j] + bias;
+        for (int j = 0; j < kPack; ++j) w_values[j] = scale * q[j] + bias;
       } else {
-        for (int j = 0; j < kPack; ++j) ws[load_row * kTileStride + load_col + j] = 0.0f;
+        for (int j = 0; j < kPack; ++j) w_values[j] = 0.0f;
       }
+      tile::store4<kPack>(w_values, ws + load_row * kTileStride + load_col);
       threadgroup_barrier(mem_flags::mem_threadgroup);
       tile::multiply<true>(acc, xs, ws, kTileStride, frag_m, frag_n);
       threadgroup_barrier(mem_flags::mem_threadgroup);

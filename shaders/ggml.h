@@ -971,14 +971,7 @@ constant constexpr int kMmXValues = kMmRowsX * tile::kK / kMmThreads;  // x valu
 constant constexpr int kMmFloatsX = kMmRowsX * kMmStride;
 constant constexpr int kMmFloatsW = kMmRowsW * kMmStride;
 
-// n values into threadgroup memory, 4 at a time (`to` on 16 bytes: the
-// tiles' rows are kMmStride floats and runs start on 4).
-template <int n>
-inline void store4(thread const float* values, threadgroup float* to) {
-  static_assert(n % 4 == 0 && kMmStride % 4 == 0, "whole, aligned float4s");
-  threadgroup float4* quads = reinterpret_cast<threadgroup float4*>(to);
-  for (int q = 0; q < n / 4; ++q) quads[q] = float4(values[4 * q], values[4 * q + 1], values[4 * q + 2], values[4 * q + 3]);
-}
+static_assert(kMmStride % 4 == 0, "tile rows of whole float4s (tile::store4)");
 
 // Each thread dequantizes one 16-value chunk of the w tile per K step (64
 // rows x 2 chunks) and loads 8 values of the x tile; each w chunk is decoded
@@ -1025,7 +1018,7 @@ void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8
       } else {
         for (int i = 0; i < kMmXValues; ++i) x_values[i] = 0.0f;
       }
-      store4<kMmXValues>(x_values, xs + x_row * kMmStride + x_col);
+      tile::store4<kMmXValues>(x_values, xs + x_row * kMmStride + x_col);
       float v[kChunk];
       if (tile_n + w_row < N) {
         dequantize_row_chunk(w_rows + ulong(tile_n + w_row) * blocks_per_row, k0 / kChunk + w_chunk, v);
@@ -1033,7 +1026,7 @@ void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8
         for (int i = 0; i < kChunk; ++i) v[i] = 0.0f;
       }
       for (int r = 0; r < chunk_runs<B>::count; ++r) {
-        store4<chunk_runs<B>::values>(v + r * chunk_runs<B>::values,
+        tile::store4<chunk_runs<B>::values>(v + r * chunk_runs<B>::values,
                                       ws + w_row * kMmStride + chunk_step_offset<B>(w_chunk, r));
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);

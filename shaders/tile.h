@@ -46,6 +46,17 @@ inline void multiply(thread simdgroup_float8x8 (&acc)[frags_m][frags_n], const t
   }
 }
 
+// n staged values into threadgroup memory as float4s. `to` must lie on 16
+// bytes: the tiles' rows are whole float4s and runs start on 4 values (the
+// callers' offsets are visibly multiples of 4; the CUDA translation stored
+// a run of 16 as 16 scalar stores where nvcc could not see it, bench/README.md).
+template <int n>
+inline void store4(thread const float* values, threadgroup float* to) {
+  static_assert(n % 4 == 0, "whole float4s");
+  threadgroup float4* quads = reinterpret_cast<threadgroup float4*>(to);
+  for (int q = 0; q < n / 4; ++q) quads[q] = float4(values[4 * q], values[4 * q + 1], values[4 * q + 2], values[4 * q + 3]);
+}
+
 template <int frags_m, int frags_n>
 inline void clear(thread simdgroup_float8x8 (&acc)[frags_m][frags_n]) {
 #pragma unroll
