@@ -125,6 +125,34 @@ def test_mlx_quantized_kernels_translate(tmp_path):
     assert sorted(re.findall(r"\.entry (\w+)\(", ptx)) == sorted(_cuda.entry_symbol(n) for n in names.values())
 
 
+TILE_TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "f32", "f16", "bf16"]
+
+
+@pytest.mark.skipif(NVCC is None, reason="needs nvcc (a CUDA toolkit, or pip install nvidia-cuda-nvcc)")
+def test_tiles_are_staged_with_vector_stores(tmp_path):
+    """Each thread's runs of the staged x and w tiles are whole float4s
+    (tile::store4), and the translation must keep them so: an offset nvcc
+    could not see to be a multiple of 4 floats turned the K-quants' w-tile
+    stores of mul_mm into 16 scalar ones, and Q4_K's prefill from 1.42 to
+    1.89 ms on the H200 (bench/README.md, session 9). Counted in nvcc's PTX:
+    mul_mm stages 8 x values (2 float4s) and 16 w values (4) per thread and
+    step, affine qmm_t and gather_qmm_sorted a pack of each (2 + 2)."""
+    lines = ['#include "ggml.h"', '#include "affine.h"']
+    lines += [f"QMETAL_GGML_ONE({kernel}, block_{t}, {t.lower()}, half, float16, half, float16)"
+              for t in TILE_TYPES for kernel in ("mul_mm", "mul_mm_id")]
+    lines += [f"QMETAL_AFFINE_ONE({kernel}, half, float16, 64, 4)" for kernel in ("qmm_t", "gather_qmm_sorted")]
+    cu = tmp_path / "tiles.cu"
+    cu.write_text(_cuda.translate(source="\n".join(lines) + "\n", path="tiles.metal", include_dirs=[SHADER_DIR]))
+    result = subprocess.run([NVCC, *_cuda.nvcc_flags("sm_90"), "-ptx", "-O3", str(cu), "-o", str(tmp_path / "tiles.ptx")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-6000:]
+    kernels = dict(re.findall(r"\.entry (\w+)\((.*?)\n}\n", (tmp_path / "tiles.ptx").read_text(), re.S))
+    assert len(kernels) == 2 * len(TILE_TYPES) + 2
+    for name, body in kernels.items():
+        quads = len(re.findall(r"\bst\.shared\.v4\.", body))
+        assert quads >= (4 if "affine" in name else 6), f"{name}: {quads} four-wide shared stores"
+
+
 def test_bench_baseline_keeps_the_kernels_a_version_defines(tmp_path):
     """`bench --baseline DIR` instantiates this version's kernel names from
     DIR's headers; those DIR does not define (an earlier version's) are left
