@@ -8,7 +8,7 @@
 //   scales and offsets applied per run (audit F2): the mat-vec, small-batch
 //   and MoE mat-vec kernels.
 // Every kernel is a template over the block type. Adding a type: its struct,
-// its traits (parts), dequantize() and dot(), a row in the instantiation
+// its traits (parts, chunks), dequantize() and dot(), a row in the instantiation
 // list (ggml_*.metal) and in the host's type table.
 #pragma once
 
@@ -81,8 +81,8 @@ constexpr float two_bit_scale(int run, int i) { return byte_scale(i) / float(1 <
 // one run (contiguous_chunks); the legacy 4- and 5-bit types' chunks own
 // code bytes whole as their mat-vec parts do (legacy_parts): both nibbles of
 // 8 bytes, read once, where a 16-value run would read all 16 bytes for one
-// nibble each (in mul_mm, 8 two-byte loads per chunk for Q4_0's 18-byte
-// blocks; 4 so).
+// nibble each: for Q4_0's 18-byte blocks (codes on 2-byte words), 4
+// two-byte code loads per chunk in mul_mm rather than 8.
 struct contiguous_chunks {
   static constant constexpr int runs = 1;
   static uint run_offset(uint chunk, int) { return kChunk * chunk; }
@@ -237,7 +237,7 @@ constant constexpr float kQ3Offset = 4.0f;   // Q3_K codes are stored + 4 (with 
 constant constexpr float kQ3ScaleOffset = 32.0f;  // Q3_K's 6-bit scales are stored + 32
 constant constexpr float kQ6Offset = 32.0f;  // Q6_K codes are stored + 32
 
-// --- dequantize: chunk c holds values [16 c, 16 c + 16) of the block ------------------
+// --- dequantize: chunk c of a block, its values placed by traits<B>::chunks ------------
 //
 // The bit position of a chunk's fields depends on c, a runtime value: rather
 // than shift every value by it, each field is masked in place and scaled back
@@ -473,9 +473,7 @@ inline uint chunk_run_start(uint chunk, int run) {
 // M = 512, one run; bench/README.md, session 9).
 template <typename B>
 inline uint chunk_step_offset(uint step_chunk, int run) {
-  constexpr uint chunks_per_block = traits<B>::values / kChunk;
-  return step_chunk / chunks_per_block * traits<B>::values +
-         traits<B>::chunks::run_offset(step_chunk % chunks_per_block, run);
+  return chunk_run_start<B>(step_chunk, run);
 }
 
 // --- per-type dot: one part of one block against pre-scaled activations ---------------
@@ -699,8 +697,9 @@ inline void dot(const device block_q3_K& b, uint part, const thread float* y, co
   // as masked in place, so that each 3-bit code is one field, no per-value
   // select (SASS of the CUDA translation, 16-value parts at 4 rows: 16.3 ->
   // 14.8 instructions per weight, 72 -> 56 registers). Even and odd runs go
-  // to two words (below), two shifts each rather than one per run: mul_mv's
-  // loop 1427 -> 1363 instructions per step of 4 rows x 32 values.
+  // to two words (below): the same four shifts per pair, but one mask, OR
+  // and bias per word rather than per run: mul_mv's loop 1427 -> 1363
+  // instructions per step of 4 rows x 32 values.
   const device ushort* codes = words16(b.qs + (32 * half_index + bytes));
   const device ushort* third_bits = words16(b.hmask + bytes);
   const bool upper = half_index != 0;

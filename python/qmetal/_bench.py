@@ -389,7 +389,7 @@ def run_cuda(args, device) -> int:
             mlx_module = core.CudaModule(cubin)
             print(f"mlx kernels: mlx {mx.__version__}'s headers, translated and compiled with nvcc in "
                   f"{time.perf_counter() - started:.0f} s")
-    base_module = None
+    base_module, dropped = None, []
     if args.baseline:
         started = time.perf_counter()
         source, dropped = baseline_kernels_defined(baseline_source(args), os.path.abspath(args.baseline))
@@ -493,8 +493,11 @@ def run_cuda(args, device) -> int:
         # threadgroup of several slices would run them past their rows.
         sliced = any(("qmv" in p.kernel or "mul_mv" in p.kernel) and p.threadgroup[0] > MAT_VEC_THREADS
                      for p in plans)
+        missing = [p.kernel for p in plans if p.kernel in dropped]
         if base_module and sliced:
             line += f"  {'(K slices: no baseline)':>25}"
+        elif base_module and missing:  # it would time this version's kernel under the baseline's name
+            line += f"  {'(not in the baseline)':>25}"
         elif base_module:
             y[...] = np.nan  # y is the output buffer's memory: the baseline's run must overwrite it
             core.cuda_execute(device, plans, base_module)
