@@ -462,20 +462,6 @@ inline uint chunk_run_start(uint chunk, int run) {
   return chunk / chunks_per_block * traits<B>::values + traits<B>::chunks::run_offset(chunk % chunks_per_block, run);
 }
 
-// The same within a tile's K step, for the step's chunk `step_chunk`: steps
-// start on a block (multi-run chunks: the step holds whole blocks) or inside
-// one-run blocks (runs are contiguous), so the offset depends on step_chunk
-// alone. Written so that it is visibly a multiple of the runs' length: the
-// tiles store runs as float4s, and an offset through chunk_run_start(k0 /
-// kChunk + step_chunk) - k0 hid that; the CUDA translation then stored Q4_K's
-// w tile in 16 scalar stores, not 4 vector ones, and its mul_mm took 1.89 ms
-// where the same kernel with vector stores took 1.42 (H200, 4096 x 4096,
-// M = 512, one run; bench/README.md, session 9).
-template <typename B>
-inline uint chunk_step_offset(uint step_chunk, int run) {
-  return chunk_run_start<B>(step_chunk, run);
-}
-
 // --- per-type dot: one part of one block against pre-scaled activations ---------------
 //
 // dot<R>(block, part, y, sums, out): out[m] = sum over the part's values
@@ -1031,9 +1017,15 @@ void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8
       } else {
         for (int i = 0; i < kChunk; ++i) v[i] = 0.0f;
       }
+      // The runs' places in the step, from the step's chunk alone (steps
+      // start on a block, or inside one-run blocks): visibly whole float4s.
+      // Through chunk_run_start(k0 / kChunk + w_chunk, r) - k0 nvcc could not
+      // see that and stored Q4_K's w tile in 16 scalar stores, not 4 vector
+      // ones: 1.89 ms against 1.42 (H200, 4096 x 4096, M = 512; bench/README.md,
+      // session 9; test_tiles_are_staged_with_vector_stores).
       for (int r = 0; r < chunk_runs<B>::count; ++r) {
         tile::store4<chunk_runs<B>::values>(v + r * chunk_runs<B>::values,
-                                      ws + w_row * kMmStride + chunk_step_offset<B>(w_chunk, r));
+                                            ws + w_row * kMmStride + chunk_run_start<B>(w_chunk, r));
       }
       threadgroup_barrier(mem_flags::mem_threadgroup);
       tile::multiply<true>(acc, xs, ws, kMmStride, frag_m, frag_n);

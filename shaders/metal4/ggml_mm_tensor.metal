@@ -71,7 +71,7 @@ void mul_mm(constant GGMLMatmulArgs& args, const device T* x, const device uint8
         }
         using runs = ggml::chunk_runs<B>;
         for (int r = 0; r < runs::count; ++r) {
-          const uint first = ggml::chunk_step_offset<B>(w_chunk, r);
+          const uint first = ggml::chunk_run_start<B>(w_chunk, r);  // in the step (see ggml::mul_mm)
           for (int j = 0; j < runs::values; ++j) ws[w_row * kK + first + j] = T(v[r * runs::values + j]);
         }
       }
