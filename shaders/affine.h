@@ -259,11 +259,7 @@ inline void read_x_pack(const device T* row, bool live, uint K, uint k, thread f
     return;
   }
   if (whole_tiles) {
-    const device vec<T, 4>* quads = reinterpret_cast<const device vec<T, 4>*>(row + k);
-    for (int q = 0; q < kPack / 4; ++q) {
-      const float4 values = float4(quads[q]);
-      for (int i = 0; i < 4; ++i) out[4 * q + i] = values[i];
-    }
+    tile::load4<kPack>(row + k, out);
   } else {
     for (int j = 0; j < kPack; ++j) out[j] = k + j < K ? float(row[k + j]) : 0.0f;
   }

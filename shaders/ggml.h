@@ -854,11 +854,7 @@ inline void read_x(constant GGMLMatmulArgs& args, const device T* x, uint m, uin
   if (head_dim == 0) {
     const device T* row = x + ulong(m) * args.K + k;
     if (n % 4 == 0) {
-      const device vec<T, 4>* quads = reinterpret_cast<const device vec<T, 4>*>(row);
-      for (int q = 0; q < n / 4; ++q) {
-        const float4 values = float4(quads[q]);
-        for (int i = 0; i < 4; ++i) out[4 * q + i] = values[i];
-      }
+      tile::load4<n / 4 * 4>(row, out);  // n here; n / 4 * 4 keeps the dead instantiation whole
     } else {
       for (int i = 0; i < n; ++i) out[i] = float(row[i]);
     }

@@ -46,6 +46,18 @@ inline void multiply(thread simdgroup_float8x8 (&acc)[frags_m][frags_n], const t
   }
 }
 
+// n consecutive values from device memory as floats, 4 at a time (`from`
+// lies on 4 values: the callers' runs start on 4 and rows on 32).
+template <int n, typename T>
+inline void load4(const device T* from, thread float* out) {
+  static_assert(n % 4 == 0, "whole vectors of 4");
+  const device vec<T, 4>* quads = reinterpret_cast<const device vec<T, 4>*>(from);
+  for (int q = 0; q < n / 4; ++q) {
+    const float4 values = float4(quads[q]);
+    for (int i = 0; i < 4; ++i) out[4 * q + i] = values[i];
+  }
+}
+
 // n staged values into threadgroup memory as float4s. `to` must lie on 16
 // bytes: the tiles' rows are whole float4s and runs start on 4 values (the
 // callers' offsets are visibly multiples of 4; the CUDA translation stored
