@@ -68,6 +68,15 @@ def unit_roundoff(dtype) -> float:
     return float(ml_dtypes.finfo(np.dtype(dtype)).eps) / 2
 
 
+def matmul_tolerance(dtype, terms) -> float:
+    """Relative (Frobenius) difference allowed between two results of a
+    quantized matmul, each within a few roundings of `dtype` of the exact
+    value (the reference rounds each dequantized weight to `dtype`, a kernel
+    rounds its result) and of float32 sums of `terms` terms (random signs:
+    sqrt(terms) u_f32), with a generous factor of 8."""
+    return 8 * (unit_roundoff(dtype) + np.sqrt(terms) * unit_roundoff(np.float32))
+
+
 def random_weights(rng, shape, dtype=np.float32) -> np.ndarray:
     """Gaussian rows with per-row magnitudes spread over decades."""
     rows = rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 1, size=(*shape[:-1], 1))

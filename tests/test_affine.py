@@ -14,7 +14,7 @@ import pytest
 import qmetal
 import qmetal.sim
 from qmetal import reference as ref
-from conftest import FLOAT_DTYPES, from_mx, relative_error, to_mx, unit_roundoff, random_weights
+from conftest import FLOAT_DTYPES, from_mx, matmul_tolerance, relative_error, to_mx, unit_roundoff, random_weights
 
 BITS = ref.AFFINE_BITS
 GROUP_SIZES = ref.AFFINE_GROUP_SIZES
@@ -56,12 +56,6 @@ def assert_matmul_close(y, x, w, transpose=True, what=""):
     assert y.shape == expected.shape, what
     assert excess.max() <= 1, f"{what}: error {excess.max():.2f} times the bound"
 
-
-def tolerance(dtype, k):
-    """Relative (Frobenius) error allowed between two results each within
-    assert_matmul_close's bound, for random data: a few u of `dtype` plus
-    sqrt(K) u_f32 per term magnitude (a generous factor of 8)."""
-    return 8 * (unit_roundoff(dtype) + np.sqrt(k) * unit_roundoff(np.float32))
 
 
 ROUTE_SHAPES = {
@@ -227,7 +221,7 @@ def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, route, n, m, k,
     assert_matmul_close(y, x, w)
     theirs = from_mx(mx.quantized_matmul(to_mx(x), to_mx(w.packed), to_mx(w.scales), to_mx(w.biases),
                                          transpose=True, group_size=64, bits=bits))
-    assert relative_error(y, theirs) < tolerance(np.float16, k) + 8 * unit_roundoff(np.float16) * np.sqrt(k)
+    assert relative_error(y, theirs) < matmul_tolerance(np.float16, k) + 8 * unit_roundoff(np.float16) * np.sqrt(k)
 
 
 @pytest.mark.parametrize("limit", [128, 192, 256])
@@ -283,7 +277,7 @@ def test_gather_mat_vecs_share_k(rng):
     y = qmetal.gather_matmul(x[:, None], w, rhs_indices=rhs)
     theirs = mx.gather_qmm(mx.array(x[:, None]), mx.array(w.packed), mx.array(w.scales), mx.array(w.biases),
                            rhs_indices=mx.array(rhs), transpose=True, group_size=64, bits=4)
-    assert relative_error(y, np.array(theirs)) < 4 * tolerance(np.float32, k)
+    assert relative_error(y, np.array(theirs)) < 4 * matmul_tolerance(np.float32, k)
     assert_gather_close(y, x[:, None], w, None, rhs)
 
 
@@ -315,7 +309,7 @@ def test_mixed_dtypes_promote_as_mlx(rng, x_dtype, w_dtype):
     theirs = mx.quantized_matmul(to_mx(x), to_mx(w.packed), to_mx(w.scales), to_mx(w.biases), transpose=True,
                                  group_size=64, bits=4)
     assert y.dtype == from_mx(theirs).dtype == np.float32
-    assert relative_error(y, from_mx(theirs)) < 4 * tolerance(np.float32, 128)
+    assert relative_error(y, from_mx(theirs)) < 4 * matmul_tolerance(np.float32, 128)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
@@ -331,7 +325,7 @@ def test_matches_mlx_quantized_matmul(rng, bits, dtype):
     # mlx rounds each dequantized weight to `dtype` twice (after s * q and
     # after + b, where |s q| and |b| can far exceed |w|) and its CPU kernel
     # accumulates in `dtype`: an error of a few u times sqrt(K).
-    allowed = tolerance(dtype, k) + 8 * unit_roundoff(dtype) * np.sqrt(k)
+    allowed = matmul_tolerance(dtype, k) + 8 * unit_roundoff(dtype) * np.sqrt(k)
     assert relative_error(qmetal.matmul(x, w), theirs) < allowed
 
 
@@ -446,7 +440,7 @@ def assert_gather_close(y, x, w, lhs, rhs, transpose=True):
     assert y.shape == expected.shape
     k = x.shape[-1]
     # The bound of assert_matmul_close, taken norm-wise for brevity.
-    assert relative_error(y, expected) < tolerance(y.dtype, k)
+    assert relative_error(y, expected) < matmul_tolerance(y.dtype, k)
 
 
 @pytest.mark.parametrize("tokens, experts, top_k", [(1, 4, 1), (5, 8, 2), (16, 16, 4), (33, 64, 6), (64, 32, 8)])
@@ -494,7 +488,7 @@ def test_gather_matmul_matches_mlx_gather_qmm(rng):
     theirs = mx.gather_qmm(mx.array(x), mx.array(w.packed), mx.array(w.scales), mx.array(w.biases),
                            lhs_indices=mx.array(lhs), rhs_indices=mx.array(rhs), transpose=True, group_size=32, bits=3)
     assert y.shape == (5, 2, 3, 40)
-    assert relative_error(y, np.array(theirs)) < 4 * tolerance(np.float32, 256)
+    assert relative_error(y, np.array(theirs)) < 4 * matmul_tolerance(np.float32, 256)
     assert_gather_close(y, x, w, lhs, rhs)
 
 
@@ -576,7 +570,7 @@ def test_moe_index_out_of_range_on_a_stream_fails_at_synchronize(rng, dtype):
     good = np.ones((tokens, top_k), bool)
     good[1, 1] = False
     expected = reference_gather(x, w, None, np.where(good, ids, 0).astype(np.uint32))
-    assert relative_error(y[good], expected[good]) < tolerance(y.dtype, k)
+    assert relative_error(y[good], expected[good]) < matmul_tolerance(y.dtype, k)
     stream.synchronize()  # reported once
 
 

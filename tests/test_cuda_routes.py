@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import qmetal
-from conftest import relative_error
+from conftest import matmul_tolerance, relative_error, unit_roundoff
 from qmetal import reference as ref
 from qmetal._selftest import AFFINE_CASES, GGML_ROUTES
 
@@ -21,8 +21,13 @@ if not getattr(_core, "cuda_built", False):
 elif "cuda" not in qmetal.available_backends():
     pytestmark = pytest.mark.skip(reason=f"no usable CUDA GPU: {_core.backend_status('cuda')}")
 
-TOLERANCE = 1e-2
 DTYPES = ["float32", "float16", "bfloat16"]
+
+
+def ggml_tolerance(k):
+    """The bound of tests/test_ggml.py: float32 sums of k terms and one
+    rounding of a half result (the float32 results here need less)."""
+    return 4 * (unit_roundoff(np.float32) * np.sqrt(k) + unit_roundoff(np.float16))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +50,9 @@ def test_affine_route(rng, device, case, bits, dtype):
     x = rng.standard_normal((m, k)).astype(np_dtype)
     y = qmetal.matmul(x, w, transpose=transpose, route=route, device=device)
     expected = ref.affine_matmul(x, w.packed, w.scales, w.biases, bits, group_size, transpose=transpose)
-    assert relative_error(y, expected) < TOLERANCE
+    # The reference rounds each dequantized weight to dtype (bfloat16: 1% off
+    # the exact value at K = 192, more than a 1e-2 bound leaves the kernel).
+    assert relative_error(y, expected) < matmul_tolerance(np_dtype, k)
     # Dequantize on the GPU is bit-exact with the reference.
     dense = qmetal.dequantize(w, device=device)
     np.testing.assert_array_equal(dense, ref.affine_dequantize(w.packed, w.scales, w.biases, bits, group_size))
@@ -61,7 +68,7 @@ def test_affine_gather_route(rng, device, route, dtype):
     ids = rng.integers(0, experts, (24, 2)).astype(np.uint32)
     expected = ref.affine_gather_matmul(x[:, 0, 0], w.packed, w.scales, w.biases, ids, 4, 64)[:, :, None]
     y = qmetal.gather_matmul(x, w, rhs_indices=ids, route=route, device=device)
-    assert relative_error(y, expected) < TOLERANCE
+    assert relative_error(y, expected) < matmul_tolerance(np_dtype, 256)
 
 
 @pytest.mark.parametrize("route", ["qvm", "qmm"])
@@ -73,7 +80,7 @@ def test_affine_gather_without_transpose(rng, device, route):
     y = qmetal.gather_matmul(x, w, rhs_indices=ids, transpose=False, route=route, device=device)
     dense = ref.affine_dequantize(w.packed, w.scales, w.biases, 4, 64).astype(np.float64)
     expected = np.einsum("tk,tskn->tsn", x[:, 0, 0].astype(np.float64), dense[ids])[:, :, None]
-    assert relative_error(y, expected) < TOLERANCE
+    assert relative_error(y, expected) < matmul_tolerance(np.float16, k)
 
 
 @pytest.mark.parametrize("type_name", [t for t in ref.GGML_QUANTIZABLE_TYPES])
@@ -84,7 +91,7 @@ def test_ggml_route(rng, device, route, type_name):
     w = qmetal.GGMLWeight(blocks, type_name, (n, k), device=device)
     dense = ref.ggml_dequantize(blocks, type_name, (n, k)).astype(np.float64)
     x = rng.standard_normal((m, k)).astype(np.float32)
-    assert relative_error(qmetal.matmul(x, w, route=route, device=device), x.astype(np.float64) @ dense.T) < TOLERANCE
+    assert relative_error(qmetal.matmul(x, w, route=route, device=device), x.astype(np.float64) @ dense.T) < ggml_tolerance(k)
     if route == "mv":
         np.testing.assert_array_equal(qmetal.dequantize(w, device=device), ref.ggml_dequantize(blocks, type_name, (n, k)))
 
@@ -99,4 +106,4 @@ def test_ggml_gather_route(rng, device, route):
     ids = np.stack([rng.choice(experts, top_k, replace=False) for _ in range(tokens)]).astype(np.int32)
     expected = np.einsum("tk,tsnk->tsn", x[:, 0, 0].astype(np.float64), dense[ids])[:, :, None]
     y = qmetal.gather_matmul(x, w, rhs_indices=ids, route=route, device=device)
-    assert relative_error(y, expected) < TOLERANCE
+    assert relative_error(y, expected) < ggml_tolerance(k)

@@ -17,7 +17,7 @@ import pytest
 import qmetal
 import qmetal.sim
 from qmetal import reference as ref
-from conftest import BFLOAT16, FLOAT_DTYPES, from_mx, relative_error, to_mx, unit_roundoff
+from conftest import BFLOAT16, FLOAT_DTYPES, from_mx, matmul_tolerance, relative_error, to_mx, unit_roundoff
 
 mx = pytest.importorskip("mlx.core")
 
@@ -93,13 +93,6 @@ def assert_within(actual, exact, magnitude, terms, what):
         f"{exact[worst]!r}, magnitude {magnitude[worst]!r}")
 
 
-def tolerance(dtype, terms):
-    """Relative (Frobenius) difference allowed between our result and mlx's,
-    each within a few roundings of `dtype` of the exact value and of
-    float32 sums of `terms` terms (random signs: sqrt(terms) u_f32), with a
-    factor of 8 as test_affine allows."""
-    return 8 * (unit_roundoff(dtype) + np.sqrt(terms) * U32)
-
 
 def assert_agrees_with_mlx(ours, theirs, exact, tol, what):
     """||ours - mlx|| <= ||mlx - exact|| + tol ||exact||: the triangle
@@ -160,7 +153,7 @@ def test_unpacked_codes_on_every_route(rng, route, dtype):
     # mlx runs the same bytes as its 8-bit format.
     expected = mx.quantized_matmul(to_mx(x), mlx_8bit(codes), to_mx(scales), to_mx(biases), transpose=transpose,
                                    group_size=group_size, bits=8)
-    assert_agrees_with_mlx(y, from_mx(expected), exact, tolerance(dtype, k), route)
+    assert_agrees_with_mlx(y, from_mx(expected), exact, matmul_tolerance(dtype, k), route)
 
 
 def test_from_codes_wraps_without_copying(rng):
@@ -206,7 +199,7 @@ def test_unpacked_experts_in_gather_matmul(rng, route):
     experts_of = (dense[ids[t, j]] for t, j in np.ndindex(*ids.shape))
     exact = np.stack([x[t].astype(np.float64) @ (e.T if transpose else e)
                       for (t, _), e in zip(np.ndindex(*ids.shape), experts_of)]).reshape(y.shape)
-    assert_agrees_with_mlx(y, from_mx(expected), exact, tolerance(dtype, k), route)
+    assert_agrees_with_mlx(y, from_mx(expected), exact, matmul_tolerance(dtype, k), route)
 
 
 @pytest.mark.parametrize("x_dtype, scale_dtype", [(np.float16, np.float32), (BFLOAT16, np.float16),
@@ -222,7 +215,7 @@ def test_mixed_dtypes_promote_as_mlx(rng, x_dtype, scale_dtype):
     expected = mx.quantized_matmul(to_mx(x), mlx_8bit(codes), to_mx(scales), to_mx(biases), group_size=group_size,
                                    bits=8)
     assert y.dtype == from_mx(expected).dtype == np.float32
-    assert relative_error(y, from_mx(expected)) <= tolerance(np.float32, 2 * group_size)
+    assert relative_error(y, from_mx(expected)) <= matmul_tolerance(np.float32, 2 * group_size)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     dx, d_scales, d_biases = qmetal.matmul_vjp(x, w, dy)
     _, (mdx, mds, mdb) = mx.vjp(
@@ -359,7 +352,7 @@ def check_vjp(rng, w, packed, mlx_bits, codes, scales, biases, x, transpose, dty
                                              ("d_biases", d_biases, mdb, edb, rows + group_size)):
         theirs = from_mx(theirs)
         assert ours.shape == theirs.shape and ours.dtype == theirs.dtype, name
-        assert_agrees_with_mlx(ours, theirs, exact, tolerance(dtype, terms), name)
+        assert_agrees_with_mlx(ours, theirs, exact, matmul_tolerance(dtype, terms), name)
 
 
 @pytest.mark.parametrize("transpose", [True, False], ids=["t", "n"])

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import qmetal
-from conftest import BFLOAT16, from_mx, relative_error, to_mx, unit_roundoff, random_weights
+from conftest import BFLOAT16, from_mx, matmul_tolerance, relative_error, to_mx, unit_roundoff, random_weights
 
 mx = pytest.importorskip("mlx.core")
 
@@ -81,7 +81,7 @@ def write_model(directory, rng, shards=1):
 def tolerance(dtype, k):
     """As tests/test_affine.py allows against mlx, which rounds each
     dequantized weight to the dtype twice and accumulates in it."""
-    return 8 * (unit_roundoff(dtype) + np.sqrt(k) * unit_roundoff(np.float32)) + 8 * unit_roundoff(dtype) * np.sqrt(k)
+    return matmul_tolerance(dtype, k) + 8 * unit_roundoff(dtype) * np.sqrt(k)
 
 
 def base_object(array):
