@@ -77,6 +77,21 @@ def matmul_tolerance(dtype, terms) -> float:
     return 8 * (unit_roundoff(dtype) + np.sqrt(terms) * unit_roundoff(np.float32))
 
 
+def mlx_matmul_tolerance(dtype, k) -> float:
+    """matmul_tolerance against mlx, which rounds each dequantized weight to
+    `dtype` twice (after s * q and after + b, where |s q| and |b| can far
+    exceed |w|) and whose CPU kernel accumulates in `dtype`: a few u times
+    sqrt(K) more."""
+    return matmul_tolerance(dtype, k) + 8 * unit_roundoff(dtype) * np.sqrt(k)
+
+
+def ggml_tolerance(k) -> float:
+    """Relative difference allowed between a GGML kernel and float64 of the
+    reference's dense weights: float32 sums of k terms and one rounding of a
+    half result (a float32 result needs less)."""
+    return 4 * (unit_roundoff(np.float32) * np.sqrt(k) + unit_roundoff(np.float16))
+
+
 def random_weights(rng, shape, dtype=np.float32) -> np.ndarray:
     """Gaussian rows with per-row magnitudes spread over decades."""
     rows = rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 1, size=(*shape[:-1], 1))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import qmetal
-from conftest import BFLOAT16, from_mx, matmul_tolerance, relative_error, to_mx, unit_roundoff, random_weights
+from conftest import BFLOAT16, from_mx, mlx_matmul_tolerance, relative_error, to_mx, random_weights
 
 mx = pytest.importorskip("mlx.core")
 
@@ -78,12 +78,6 @@ def write_model(directory, rng, shards=1):
     return arrays
 
 
-def tolerance(dtype, k):
-    """As tests/test_affine.py allows against mlx, which rounds each
-    dequantized weight to the dtype twice and accumulates in it."""
-    return matmul_tolerance(dtype, k) + 8 * unit_roundoff(dtype) * np.sqrt(k)
-
-
 def base_object(array):
     while isinstance(array, np.ndarray) and array.base is not None:
         array = array.base
@@ -128,7 +122,7 @@ def test_mlx_directory_matches_mlx(tmp_path, rng, shards):
                                       from_mx(mx.dequantize(packed, scales, biases, group_size=group_size,
                                                             bits=bits)).view(np.uint8))
         k = shape[-1]
-        allowed = tolerance(dtype, k)
+        allowed = mlx_matmul_tolerance(dtype, k)
         if len(shape) == 2:
             x = rng.standard_normal((3, k)).astype(dtype)
             theirs = mx.quantized_matmul(to_mx(x), packed, scales, biases, transpose=True, group_size=group_size,
@@ -197,7 +191,7 @@ def test_aligned_files_are_shared_without_copies(tmp_path, rng):
         assert address(view) % mmap.PAGESIZE == (start + mapped.offsets[f"a.proj.{part}"][0]) % mmap.PAGESIZE
     x = rng.standard_normal((1, 512)).astype(np.float16)
     theirs = from_mx(mx.quantized_matmul(to_mx(x), packed, scales, biases, transpose=True, group_size=64, bits=4))
-    assert relative_error(qmetal.matmul(x, weight), theirs) < tolerance(np.float16, 512)
+    assert relative_error(qmetal.matmul(x, weight), theirs) < mlx_matmul_tolerance(np.float16, 512)
 
 
 def test_safetensors_file_every_dtype(tmp_path, rng):
