@@ -143,8 +143,8 @@ struct q6_k_parts : k_plane_parts<part_values> {
 // [32 g + n j, + n) (n = part_values / 2, g = p / per_pair, j = p % per_pair):
 // values 64 g + n j + i (low nibbles, sub-block 2g) and + 32 (high, 2g + 1).
 // narrow: the 16-value parts mul_mv_ext takes, as its activations for up to 5
-// rows would not fit in registers at 32 (the CUDA translation of
-// mul_mv_ext_r5 for Q4_K: 233 registers and a 768-byte stack; 168 and none at 16).
+// rows would not fit in registers at 32 (the CUDA translation of a 5-row
+// mul_mv_ext for Q4_K: 233 registers and a 768-byte stack; 168 and none at 16).
 template <int part_values>
 struct k_nibble_parts {
   // A part's code bytes: whole 32-bit words (nibble_dots, Q5_K's qh words),
@@ -1085,7 +1085,7 @@ template <typename B, typename T, typename O>
 }
 
 // Small batches: ggml_mul_mv_ext_r<x_rows> applies each part's codes to
-// x_rows activation rows (the host picks x_rows per M, 2..5; see
+// x_rows activation rows (the host picks x_rows per M, 2..4; see
 // mv_ext_rows in csrc/core/ggml.cpp).
 #define QMETAL_GGML_MV_EXT(x_rows)                                                                        \
   template <typename B, typename T, typename O>                                                          \
@@ -1098,7 +1098,6 @@ template <typename B, typename T, typename O>
 QMETAL_GGML_MV_EXT(2)
 QMETAL_GGML_MV_EXT(3)
 QMETAL_GGML_MV_EXT(4)
-QMETAL_GGML_MV_EXT(5)
 
 template <typename B, typename T, typename O>
 [[kernel]] void ggml_mul_mm(QMETAL_GGML_PARAMS, uint thread_index [[thread_index_in_threadgroup]],

@@ -134,12 +134,13 @@ def test_routing_by_rows(rng):
     device = qmetal.default_device()
     threshold = qmetal._core.affine_matmat_threshold(device)
     w = qmetal.quantize(random_weights(rng, (16, 256), np.float32), 4, 64)
-    # Small batches: M mat-vecs in one grid up to 4 rows, or while that grid
-    # is at most twice the target threadgroups; beyond, qmv_wide.
+    # Small batches: M mat-vecs in one grid, as MLX, whatever the grid's size
+    # (qmv_wide is a route to force).
     wide_n = 64 * qmetal._core.affine_target_threadgroups(device)
     w_wide = qmetal.quantize(np.ones((wide_n, 256), np.float32), 4, 64)
     for m, transpose, kernel, weight in [(1, True, "qmv_fast", w), (2, True, "qmv_fast", w), (4, True, "qmv_fast", w_wide),
-                                         (threshold - 1, True, "qmv_fast", w), (5, True, "qmv_wide_r4", w_wide),
+                                         (threshold - 1, True, "qmv_fast", w), (5, True, "qmv_fast", w_wide),
+                                         (threshold - 1, True, "qmv_fast", w_wide),
                                          (threshold, True, "qmm_t", w), (1, False, "qvm", w),
                                          (threshold, False, "qmm_n", w)]:
         k = 256 if transpose else 16

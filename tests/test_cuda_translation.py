@@ -166,17 +166,17 @@ def test_bench_baseline_keeps_the_kernels_a_version_defines(tmp_path):
     source = baseline_source(args)
     kept, dropped = baseline_kernels_defined(source, SHADER_DIR)
     assert dropped == [] and kept == source  # every name is this version's
-    # A version without mul_mv_ext_r5: an earlier one's headers, made here.
+    # A version without mul_mv_ext_r4: an earlier one's headers, made here.
     older = tmp_path / "older"
     older.mkdir()
     for name in os.listdir(SHADER_DIR):
         if name.endswith(".h"):
             text = open(os.path.join(SHADER_DIR, name)).read()
-            (older / name).write_text(text.replace("QMETAL_GGML_MV_EXT(5)\n", ""))
+            (older / name).write_text(text.replace("QMETAL_GGML_MV_EXT(4)\n", ""))
     kept, dropped = baseline_kernels_defined(source, str(older))
-    assert dropped == ["ggml_mul_mv_ext_r5_q4_k_float16_float32", "ggml_mul_mv_ext_r5_q4_k_float16_float16"]
-    assert "mul_mv_ext_r5" not in kept and kept.count("QMETAL_GGML_ONE(mul_mm,") == 2
-    assert len(BASELINE_GGML_KERNELS) == 8
+    assert dropped == ["ggml_mul_mv_ext_r4_q4_k_float16_float32", "ggml_mul_mv_ext_r4_q4_k_float16_float16"]
+    assert "mul_mv_ext_r4" not in kept and kept.count("QMETAL_GGML_ONE(mul_mm,") == 2
+    assert len(BASELINE_GGML_KERNELS) == 7
 
 
 MSL = """

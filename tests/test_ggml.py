@@ -165,7 +165,7 @@ def test_mat_vecs_share_k_over_simdgroups_when_rows_are_few(rng, type_name, m, r
 @pytest.mark.parametrize("type_name, m, route", [("Q4_K", 1, "mv"), ("Q4_0", 5, "mv_ext")])
 def test_mat_vec_slices_fit_the_kernels_thread_limit(rng, type_name, m, route, limit):
     """K slices stop where a kernel's threadgroups are full (on the H200,
-    registers hold the CUDA translation of mul_mv_ext_r5 to 384 threads,
+    registers held the CUDA translation of a 5-row mul_mv_ext to 384 threads,
     below the 512 of 8 slices): limit / 64 slices, the same result."""
     device = qmetal.sim.device(max_threads_per_threadgroup=limit)
     n, k = 13, 8192
@@ -229,25 +229,35 @@ def test_rows_on_and_off_the_tiles(rng, m):
 
 def test_routing_follows_llama_cpp(rng):
     """Mat-vecs up to 8 rows, tiles beyond, as llama.cpp; small batches as M
-    mat-vecs in one grid up to 4 rows or while that grid is small (as MLX,
-    faster on the H200), else mul_mv_ext."""
+    mat-vecs in one grid while that grid is small (as MLX), else mul_mv_ext,
+    for the types whose mul_mv_ext pays (llama.cpp gates it by type too);
+    the others always as M mat-vecs (Q2_K, Q3_K, Q6_K, Q5_0, Q5_1: their
+    mul_mv_ext ran 1.1-2x slower on the H100)."""
     device = qmetal.default_device()
     wide_n = 64 * qmetal._core.affine_target_threadgroups(device)
-    for n, m, kernel in [(16, 1, "mul_mv"), (16, 2, "mul_mv"), (16, 8, "mul_mv"), (wide_n, 4, "mul_mv"),
-                         (wide_n, 5, "mul_mv_ext_r5"), (wide_n, 8, "mul_mv_ext_r4"), (16, 9, "mul_mm")]:
-        w = qmetal.GGMLWeight(np.zeros(n * 2 * 34, np.uint8), "Q8_0", (n, 64))
-        x = qmetal.empty((m, 64), "float32")
-        plan = qmetal._core.plan_ggml_matmul(device, x, w._native, qmetal.empty((m, n), "float32"), m, "automatic")
-        assert plan[0].kernel == f"ggml_{kernel}_q8_0_float32_float32", (n, m)
+    cases = [(16, 1, "mul_mv"), (16, 2, "mul_mv"), (16, 8, "mul_mv"), (wide_n, 2, "mul_mv_ext_r2"),
+             (wide_n, 4, "mul_mv_ext_r4"), (wide_n, 5, "mul_mv_ext_r3"), (wide_n, 8, "mul_mv_ext_r4"),
+             (16, 9, "mul_mm")]
+    for type_name in ("Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q2_K", "Q3_K", "Q6_K", "Q5_1"):
+        ext = type_name in ("Q8_0", "Q4_0", "Q4_K", "Q5_K")
+        t = ref.ggml_type(type_name)
+        k = max(t.block_values, 64)
+        for n, m, kernel in cases:
+            w = qmetal.GGMLWeight(np.zeros(n * k // t.block_values * t.block_bytes, np.uint8), type_name, (n, k))
+            x = qmetal.empty((m, k), "float32")
+            plan = qmetal._core.plan_ggml_matmul(device, x, w._native, qmetal.empty((m, n), "float32"), m,
+                                                 "automatic")
+            expected = kernel if ext or not kernel.startswith("mul_mv_ext") else "mul_mv"
+            assert plan[0].kernel == f"ggml_{expected}_{type_name.lower()}_float32_float32", (type_name, n, m)
 
 
-MV_EXT_MAX_ROWS = 5  # x rows one mul_mv_ext threadgroup holds (csrc/core/ggml.cpp)
+MV_EXT_MAX_ROWS = 4  # x rows one mul_mv_ext threadgroup holds (csrc/core/ggml.cpp)
 
 
 @pytest.mark.parametrize("m", range(2, 9))
 def test_small_batches_read_the_weights_in_fewest_passes(rng, m):
-    # Each threadgroup row of the grid reads all of w once: M = 5 must read it
-    # once (not 4 + 1), and rows spread evenly over the passes (6 = 3 + 3).
+    # Each threadgroup row of the grid reads all of w once: M = 4 must read it
+    # once (not 2 + 2), and rows spread evenly over the passes (6 = 3 + 3).
     device = qmetal.default_device()
     n = 13  # not a multiple of any kernel's rows per threadgroup
     for type_name in ["Q4_0", "Q5_1", "Q8_0", "Q3_K", "Q5_K", "Q6_K", "BF16"]:

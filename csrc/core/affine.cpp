@@ -264,10 +264,12 @@ std::vector<DispatchPlan> plan_affine_matmul(const Device& device, const BufferP
     } else if (!transpose) {
       const uint64_t threadgroups = uint64_t(ceil_div(N, kQvmColumnsPerThreadgroup)) * M * batch;
       route = affine_k_partitions(threadgroups, K, target) > 1 ? AffineRoute::qvm_split_k : AffineRoute::qvm;
-    } else if (planning::prefers_row_mat_vecs(M, uint64_t(ceil_div(N, kQmvRowsPerThreadgroup)) * batch, target)) {
-      route = fast_ok ? AffineRoute::qmv_fast : AffineRoute::qmv;
     } else {
-      route = AffineRoute::qmv_wide;
+      // M mat-vecs in one grid, as MLX runs small batches: on the H100
+      // (bench/README.md, session 11) qmv_wide, which reads each weight once
+      // for 2 or 4 rows, was at most 8% faster (M = 2) and up to 1.6x slower
+      // (M = 5, 6) on the Llama shapes; it stays a route to force.
+      route = fast_ok ? AffineRoute::qmv_fast : AffineRoute::qmv;
     }
   }
   if (route == AffineRoute::qmm_sorted) value_error("route: 'qmm_sorted' is for gather_matmul");

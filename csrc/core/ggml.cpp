@@ -19,11 +19,13 @@ namespace {
 // Geometry of the kernels (qmetal_args.h, shared with shaders/ggml.h).
 constexpr uint32_t kMvSimdgroups = qmetal_args::kGGMLMvSimdgroups;
 constexpr uint32_t kMvThreads = qmetal_args::kSimdWidth * kMvSimdgroups;
-// mul_mv_ext holds up to this many x rows per threadgroup (llama.cpp's
-// r1ptg is 2..5 too): each row adds kPart floats of pre-scaled activations
-// and `mv_rows` accumulators per lane, so more would cut occupancy (audit F6).
+// mul_mv_ext holds up to this many x rows per threadgroup: each row adds
+// kPart floats of pre-scaled activations and `mv_rows` accumulators per
+// lane, so more cut occupancy (audit F6). llama.cpp's r1ptg goes to 5; on
+// the H100 our 5-row kernel ran slower at M = 5 than two passes of 3 rows
+// at M = 6, for every type and Llama shape but one (bench/README.md).
 constexpr uint32_t kMvExtMinRows = 2;
-constexpr uint32_t kMvExtMaxRows = 5;
+constexpr uint32_t kMvExtMaxRows = 4;
 constexpr uint32_t kMmRowsW = qmetal_args::kGGMLMmRowsW;
 constexpr uint32_t kMmRowsX = qmetal_args::kGGMLMmRowsX;
 constexpr uint32_t kMmThreads = qmetal_args::kGGMLMmThreads;
@@ -59,7 +61,7 @@ std::vector<DispatchPlan> split_k_plans(const Device& device, DispatchPlan tiles
 
 // x rows per mul_mv_ext threadgroup for M rows: the fewest passes over the
 // weights (each pass reads all of w), then rows spread evenly over them, so
-// M = 5 reads w once and M = 6 reads it twice with 3 rows each, not 5 + 1.
+// M = 4 reads w once and M = 6 reads it twice with 3 rows each, not 4 + 2.
 uint32_t mv_ext_rows(uint32_t M) {
   const uint32_t passes = ceil_div(M, kMvExtMaxRows);
   return std::max(kMvExtMinRows, ceil_div(M, passes));
@@ -73,22 +75,34 @@ std::string lower(std::string_view s) {
 
 }  // namespace
 
+// mv_ext: whether mul_mv_ext, which reads each weight once for up to
+// kMvExtMaxRows x rows, beats M rows of mul_mv (each weight read M times,
+// from the cache after the first) on grids that fill the GPU. On the H100
+// (bench/README.md, session 11's bench/cuda_sweep.py), best K slices each:
+// Q4_0, Q8_0 and Q5_K ran 1.1-1.5x faster as mul_mv_ext at M = 2..8 on
+// 14336 x 4096, Q4_K level (0.94-1.10); Q2_K, Q3_K and Q6_K ran 1.1-2x
+// slower on every Llama shape (their mul_mv_ext translation holds 168
+// registers, mul_mv 56-80: a third of the threads in flight per core). As
+// llama.cpp, which gates its mul_mv_ext by type too. Q5_0 and Q5_1 hold 200
+// (a select per value for their fifth bits), like the K-plane types; the
+// rest as Q4_0.
 const std::vector<GGMLType>& ggml_types() {
   using namespace qmetal_args;
+  constexpr bool kMvExt = true, kMvRows = false;
   static const std::vector<GGMLType> types = {
-      {"Q4_0", "q4_0", 2, 32, 18, kGGMLMvRowsQ4_0, kGGMLMvPart, kGGMLWordQ4_0},
-      {"Q4_1", "q4_1", 3, 32, 20, kGGMLMvRowsQ4_1, kGGMLMvPart, kGGMLWordQ4_1},
-      {"Q5_0", "q5_0", 6, 32, 22, kGGMLMvRowsQ5_0, kGGMLMvPart, kGGMLWordQ5_0},
-      {"Q5_1", "q5_1", 7, 32, 24, kGGMLMvRowsQ5_1, kGGMLMvPart, kGGMLWordQ5_1},
-      {"Q8_0", "q8_0", 8, 32, 34, kGGMLMvRowsQ8_0, kGGMLMvPart, kGGMLWordQ8_0},
-      {"Q2_K", "q2_k", 10, 256, 84, kGGMLMvRowsQ2_K, kGGMLMvPartQ2_K, kGGMLWordQ2_K},
-      {"Q3_K", "q3_k", 11, 256, 110, kGGMLMvRowsQ3_K, kGGMLMvPartQ3_K, kGGMLWordQ3_K},
-      {"Q4_K", "q4_k", 12, 256, 144, kGGMLMvRowsQ4_K, kGGMLMvPartQ4_K, kGGMLWordQ4_K},
-      {"Q5_K", "q5_k", 13, 256, 176, kGGMLMvRowsQ5_K, kGGMLMvPartQ5_K, kGGMLWordQ5_K},
-      {"Q6_K", "q6_k", 14, 256, 210, kGGMLMvRowsQ6_K, kGGMLMvPartQ6_K, kGGMLWordQ6_K},
-      {"F32", "f32", 0, 16, 64, kGGMLMvRowsF32, kGGMLMvPart, kGGMLWordF32},
-      {"F16", "f16", 1, 16, 32, kGGMLMvRowsF16, kGGMLMvPart, kGGMLWordF16},
-      {"BF16", "bf16", 30, 16, 32, kGGMLMvRowsBF16, kGGMLMvPart, kGGMLWordBF16},
+      {"Q4_0", "q4_0", 2, 32, 18, kGGMLMvRowsQ4_0, kGGMLMvPart, kGGMLWordQ4_0, kMvExt},
+      {"Q4_1", "q4_1", 3, 32, 20, kGGMLMvRowsQ4_1, kGGMLMvPart, kGGMLWordQ4_1, kMvExt},
+      {"Q5_0", "q5_0", 6, 32, 22, kGGMLMvRowsQ5_0, kGGMLMvPart, kGGMLWordQ5_0, kMvRows},
+      {"Q5_1", "q5_1", 7, 32, 24, kGGMLMvRowsQ5_1, kGGMLMvPart, kGGMLWordQ5_1, kMvRows},
+      {"Q8_0", "q8_0", 8, 32, 34, kGGMLMvRowsQ8_0, kGGMLMvPart, kGGMLWordQ8_0, kMvExt},
+      {"Q2_K", "q2_k", 10, 256, 84, kGGMLMvRowsQ2_K, kGGMLMvPartQ2_K, kGGMLWordQ2_K, kMvRows},
+      {"Q3_K", "q3_k", 11, 256, 110, kGGMLMvRowsQ3_K, kGGMLMvPartQ3_K, kGGMLWordQ3_K, kMvRows},
+      {"Q4_K", "q4_k", 12, 256, 144, kGGMLMvRowsQ4_K, kGGMLMvPartQ4_K, kGGMLWordQ4_K, kMvExt},
+      {"Q5_K", "q5_k", 13, 256, 176, kGGMLMvRowsQ5_K, kGGMLMvPartQ5_K, kGGMLWordQ5_K, kMvExt},
+      {"Q6_K", "q6_k", 14, 256, 210, kGGMLMvRowsQ6_K, kGGMLMvPartQ6_K, kGGMLWordQ6_K, kMvRows},
+      {"F32", "f32", 0, 16, 64, kGGMLMvRowsF32, kGGMLMvPart, kGGMLWordF32, kMvExt},
+      {"F16", "f16", 1, 16, 32, kGGMLMvRowsF16, kGGMLMvPart, kGGMLWordF16, kMvExt},
+      {"BF16", "bf16", 30, 16, 32, kGGMLMvRowsBF16, kGGMLMvPart, kGGMLWordBF16, kMvExt},
   };
   return types;
 }
@@ -199,7 +213,8 @@ std::vector<DispatchPlan> plan_ggml_matmul(const Device& device, const BufferPtr
       route = !mat_vecs ? (planning::k_partitions(tiles, K, planning::target_threadgroups(device)) > 1
                                ? GGMLRoute::mm_split_k
                                : GGMLRoute::mm)
-              : planning::prefers_row_mat_vecs(args.M, mv_threadgroups, planning::target_threadgroups(device))
+              : !w.type->mv_ext || planning::prefers_row_mat_vecs(args.M, mv_threadgroups,
+                                                                  planning::target_threadgroups(device))
                   ? GGMLRoute::mv
                   : GGMLRoute::mv_ext;
     }

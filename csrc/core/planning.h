@@ -111,7 +111,7 @@ inline uint32_t mat_vec_slices(uint64_t simdgroups, uint64_t lane_steps, uint64_
 // slice's worth each): threads_per_slice per slice, mat_vec_slices of them,
 // but no more than the kernel's threadgroups hold on this device, which its
 // registers can make fewer than the device's limit (on the H200, the CUDA
-// translation of GGML's mul_mv_ext_r5 holds 384 threads and the 3-bit
+// translation of GGML's mul_mv_ext_r5 held 384 threads and the 3-bit
 // qmv_wide_r4 256; 8 slices of 64 asked for 512).
 inline uint32_t mat_vec_threads(const Device& device, const std::string& kernel, uint32_t threads_per_slice,
                                 uint64_t simdgroups, uint64_t lane_steps) {
@@ -120,18 +120,18 @@ inline uint32_t mat_vec_threads(const Device& device, const std::string& kernel,
          std::min(mat_vec_slices(simdgroups, lane_steps, target_threadgroups(device)), fitting);
 }
 
-// Small batches (1 < M below the mat-mat threshold): whether to run M
-// mat-vecs in one grid, as MLX does, rather than a kernel that reads each
-// weight once for several rows (qmv_wide, mul_mv_ext): while M is at most
-// kRowsMax, or that grid stays within kGridFill times the target, extra rows
-// fill idle cores and find the weights in the GPU's cache. On the H200
-// (bench/README.md) M mat-vecs beat the multi-row kernels at M = 2 and 4 on
-// every Llama shape (up to 1.5x), and at M = 8 where N is small; qmv_wide
-// won at M = 8 with K = 14336.
+// Small batches (1 < M below the mat-mat threshold) of a type whose
+// multi-row mat-vec pays (GGMLType::mv_ext): whether to run M mat-vecs in
+// one grid rather than the kernel that reads each weight once for several
+// rows. While that grid stays within kGridFill times the target, its extra
+// rows fill idle cores and find the weights in the GPU's cache. On the H100
+// (bench/README.md, session 11), for Q4_0, Q8_0, Q4_K and Q5_K on the four
+// Llama shapes, this picked the faster of the two in all 16 cases at M = 2
+// and in 39 of 48 at M = 4, 6 and 8, the other 9 within 11%; rows up to
+// M = 4 whatever the grid (as before) lost up to 1.37x (Q8_0, 14336 x 4096).
 inline bool prefers_row_mat_vecs(uint32_t M, uint64_t threadgroups_per_row, uint64_t target_threadgroups) {
-  constexpr uint32_t kRowsMax = 4;
   constexpr uint64_t kGridFill = 2;
-  return M <= kRowsMax || threadgroups_per_row * M <= kGridFill * target_threadgroups;
+  return threadgroups_per_row * M <= kGridFill * target_threadgroups;
 }
 
 }  // namespace qmetal::planning

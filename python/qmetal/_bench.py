@@ -221,7 +221,7 @@ MLX_TYPES = {"float32": "float", "float16": "float16_t", "bfloat16": "bfloat16_t
 # Kernels the baseline is asked for (those it lacks run from this version).
 BASELINE_AFFINE_KERNELS = ("qmv", "qmv_fast", "qmm_t", "qmm_t_split", "gather_qmv", "gather_qmm_t",
                            "gather_qmm_sorted")
-BASELINE_GGML_KERNELS = ("mul_mv", "mul_mv_ext_r2", "mul_mv_ext_r3", "mul_mv_ext_r4", "mul_mv_ext_r5", "mul_mm",
+BASELINE_GGML_KERNELS = ("mul_mv", "mul_mv_ext_r2", "mul_mv_ext_r3", "mul_mv_ext_r4", "mul_mm",
                          "mul_mv_id", "mul_mm_id")
 
 

@@ -29,7 +29,7 @@ QMETAL_AFFINE_ONE(quantize, float, float32, 32, 3)
 template [[host_name("affine_sum_partials_float32")]] [[kernel]]
 decltype(affine_sum_partials<float>) affine_sum_partials<float>;
 QMETAL_GGML_ONE(mul_mv, block_q6_K, q6_k, float, float32, float, float32)
-QMETAL_GGML_ONE(mul_mv_ext_r5, block_q6_K, q6_k, float, float32, float, float32)
+QMETAL_GGML_ONE(mul_mv_ext_r3, block_q6_K, q6_k, float, float32, float, float32)
 QMETAL_GGML_ONE(mul_mm, block_q6_K, q6_k, float, float32, float, float32)
 """
 

@@ -27,6 +27,7 @@ struct GGMLType {
   uint32_t mv_rows;         // rows of w per simdgroup in mul_mv (traits<B>::mv_rows in the shader)
   uint32_t mv_part;         // values per lane step of mul_mv at one x row (traits<B>::part); 16 in mul_mv_ext
   uint32_t alignment;       // bytes a weight's blocks start on (kGGMLWord<type>: the kernels' widest loads)
+  bool mv_ext;              // small batches on full grids take mul_mv_ext, else M mul_mv rows (ggml_types())
 };
 
 const std::vector<GGMLType>& ggml_types();
