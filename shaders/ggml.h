@@ -88,25 +88,31 @@ struct contiguous_chunks {
   static uint run_offset(uint chunk, int) { return kChunk * chunk; }
 };
 
-// Q4_0, Q4_1, Q5_0, Q5_1: part p owns qs bytes [8p, 8p + 8): values 8p + i
-// (low nibbles) and 16 + 8p + i (high nibbles). Their dequantize() chunks
-// are these parts.
+// Q4_0, Q4_1, Q5_0, Q5_1: parts of `part_values` values (16, or 32: the
+// whole block). Part p owns qs bytes [n p, n p + n) (n = part_values / 2):
+// values n p + i (low nibbles) and 16 + n p + i (high nibbles). Their
+// dequantize() chunks are the 16-value parts.
+template <int part_values>
 struct legacy_parts {
-  using narrow = legacy_parts;
-  using chunks = legacy_parts;
-  static constant constexpr int part = kPart, runs = 2;
+  static_assert(part_values == 16 || part_values == 32, "parts of 16 or 32 values");
+  using narrow = legacy_parts<kPart>;
+  using chunks = legacy_parts<kPart>;
+  static constant constexpr int part = part_values, runs = 2;
   static constant constexpr bool has_sums = true;
-  static uint run_offset(uint part, int run) { return 8 * part + 16 * run; }
+  static uint run_offset(uint p, int run) { return part / 2 * p + 16 * run; }
   static constexpr float y_scale(int run, int i) { return nibble_scale(run, i); }
 };
-// Q8_0: part p is values [16p, 16p + 16), one int8 each, read as 16-bit
-// words; dot() biases the codes to unsigned (see there), hence the sum.
+// Q8_0: part p is values [n p, n p + n) (n = part_values, 16 or 32), one
+// int8 each, read as 16-bit words; dot() biases the codes to unsigned (see
+// there), hence the sum.
+template <int part_values>
 struct q8_parts {
-  using narrow = q8_parts;
+  static_assert(part_values == 16 || part_values == 32, "parts of 16 or 32 values");
+  using narrow = q8_parts<kPart>;
   using chunks = contiguous_chunks;
-  static constant constexpr int part = kPart, runs = 1;
+  static constant constexpr int part = part_values, runs = 1;
   static constant constexpr bool has_sums = true;
-  static uint run_offset(uint part, int) { return kPart * part; }
+  static uint run_offset(uint p, int) { return part * p; }
   static constexpr float y_scale(int, int i) { return byte_scale(i); }
 };
 // Q2_K, Q3_K, Q6_K: parts of `part_values` values, n = part_values / 4
@@ -175,23 +181,23 @@ template <typename B> struct traits;
 template <uint bytes> struct word_of;
 template <> struct word_of<2> { using type = ushort; };
 template <> struct word_of<4> { using type = uint; };
-template <> struct traits<block_q4_0> : legacy_parts {
+template <> struct traits<block_q4_0> : legacy_parts<int(kGGMLMvPartQ4_0)> {
   static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ4_0);
   using Word = word_of<kGGMLWordQ4_0>::type;
 };
-template <> struct traits<block_q4_1> : legacy_parts {
+template <> struct traits<block_q4_1> : legacy_parts<int(kGGMLMvPartQ4_1)> {
   static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ4_1);
   using Word = word_of<kGGMLWordQ4_1>::type;
 };
-template <> struct traits<block_q5_0> : legacy_parts {
+template <> struct traits<block_q5_0> : legacy_parts<kPart> {
   static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ5_0);
   using Word = word_of<kGGMLWordQ5_0>::type;
 };
-template <> struct traits<block_q5_1> : legacy_parts {
+template <> struct traits<block_q5_1> : legacy_parts<kPart> {
   static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ5_1);
   using Word = word_of<kGGMLWordQ5_1>::type;
 };
-template <> struct traits<block_q8_0> : q8_parts {
+template <> struct traits<block_q8_0> : q8_parts<int(kGGMLMvPartQ8_0)> {
   static constant constexpr int values = 32, mv_rows = int(kGGMLMvRowsQ8_0);
   using Word = word_of<kGGMLWordQ8_0>::type;
 };
@@ -289,7 +295,8 @@ using CodeWord = typename traits<B>::Word;
 
 // The legacy types' chunks (legacy_parts): chunk c is both nibbles of code
 // bytes [8c, 8c + 8), the low ones first.
-static_assert(legacy_parts::part == kChunk && legacy_parts::runs == 2, "a legacy chunk: 8 bytes, both nibbles");
+static_assert(legacy_parts<kPart>::part == kChunk && legacy_parts<kPart>::runs == 2,
+              "a legacy chunk: 8 bytes, both nibbles");
 constant constexpr int kLegacyChunkBytes = kChunk / 2;
 
 template <typename B>
@@ -581,7 +588,7 @@ inline void legacy_high_bits(uint high0, uint high1, const thread float* y, thre
   for (int r = 0; r < 2; ++r) {
     const uint high = r == 0 ? high0 : high1;
     for (int i = 0; i < 8; ++i) {
-      const float weight = kQ5HighBit / legacy_parts::y_scale(r, i);  // undoes the pre-scale
+      const float weight = kQ5HighBit / legacy_parts<kPart>::y_scale(r, i);  // undoes the pre-scale
       for (int m = 0; m < R; ++m) acc[m] += (high & (1u << i)) != 0 ? y[m * kPart + 8 * r + i] * weight : 0.0f;
     }
   }
@@ -592,7 +599,7 @@ inline void dot(const device block_q4_0& b, uint part, const thread float* y, co
   float lo[R], hi[R];
   zero<R>(lo);
   zero<R>(hi);
-  nibble_dots<R, ushort>(b.qs + 8 * part, y, lo, hi);
+  nibble_dots<R, ushort, Part / 2>(b.qs + Part / 2 * part, y, lo, hi);
   const float d = float(b.d);
   for (int m = 0; m < R; ++m) out[m] = d * (lo[m] + hi[m] - kQ4Offset * (sums[2 * m] + sums[2 * m + 1]));
 }
@@ -602,7 +609,7 @@ inline void dot(const device block_q4_1& b, uint part, const thread float* y, co
   float lo[R], hi[R];
   zero<R>(lo);
   zero<R>(hi);
-  nibble_dots<R, ushort>(b.qs + 8 * part, y, lo, hi);
+  nibble_dots<R, ushort, Part / 2>(b.qs + Part / 2 * part, y, lo, hi);
   const float d = float(b.d), min = float(b.m);
   for (int m = 0; m < R; ++m) out[m] = d * (lo[m] + hi[m]) + min * (sums[2 * m] + sums[2 * m + 1]);
 }
@@ -634,14 +641,14 @@ inline void dot(const device block_q5_1& b, uint part, const thread float* y, co
 
 template <int R, int Part = kPart>
 inline void dot(const device block_q8_0& b, uint part, const thread float* y, const thread float* sums, thread float* out) {
-  const device ushort* q = words16(reinterpret_cast<const device uint8_t*>(b.qs) + kPart * part);
+  const device ushort* q = words16(reinterpret_cast<const device uint8_t*>(b.qs) + Part * part);
   float acc[R];
   zero<R>(acc);
-  for (int k = 0; k < kPart / 2; ++k) {
+  for (int k = 0; k < Part / 2; ++k) {
     // One XOR flips both sign bits and sets 2^23's bits (a ushort has none there).
     const uint pair = q[k] ^ (kQ8SignBits16 | kFloatTwoPow23);
     const float c0 = field_float(pair, 0x00FFu), c1 = field_float(pair, 0xFF00u);
-    for (int m = 0; m < R; ++m) acc[m] += y[m * kPart + 2 * k] * c0 + y[m * kPart + 2 * k + 1] * c1;
+    for (int m = 0; m < R; ++m) acc[m] += y[m * Part + 2 * k] * c0 + y[m * Part + 2 * k + 1] * c1;
   }
   const float d = float(b.d);
   for (int m = 0; m < R; ++m) out[m] = d * (acc[m] - kQ8Bias * sums[m]);

@@ -112,6 +112,13 @@ QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ5_K = 32;
 QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ2_K = 32;
 QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ3_K = 32;
 QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ6_K = 32;
+// Q4_0, Q4_1, Q8_0: the whole 32-value block (d, and Q4_1's m, once per
+// block): the loop of mul_mv in the CUDA translation, SASS instructions per
+// weight (4 rows), Q4_0 6.9 -> 6.2, Q4_1 7.1 -> 6.3, Q8_0 7.2 -> 6.4 (MLX's qmv_fast 6.3).
+// Q5_0 and Q5_1 keep 16 (their fifth bits are selected per part).
+QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ4_0 = 32;
+QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ4_1 = 32;
+QMETAL_CONSTEXPR uint32_t kGGMLMvPartQ8_0 = 32;
 
 // shaders/dwq.h: the fused gradient's tile threads (4 simdgroups).
 QMETAL_CONSTEXPR uint32_t kDwqTileThreads = 128;

@@ -90,11 +90,11 @@ const std::vector<GGMLType>& ggml_types() {
   using namespace qmetal_args;
   constexpr bool kMvExt = true, kMvRows = false;
   static const std::vector<GGMLType> types = {
-      {"Q4_0", "q4_0", 2, 32, 18, kGGMLMvRowsQ4_0, kGGMLMvPart, kGGMLWordQ4_0, kMvExt},
-      {"Q4_1", "q4_1", 3, 32, 20, kGGMLMvRowsQ4_1, kGGMLMvPart, kGGMLWordQ4_1, kMvExt},
+      {"Q4_0", "q4_0", 2, 32, 18, kGGMLMvRowsQ4_0, kGGMLMvPartQ4_0, kGGMLWordQ4_0, kMvExt},
+      {"Q4_1", "q4_1", 3, 32, 20, kGGMLMvRowsQ4_1, kGGMLMvPartQ4_1, kGGMLWordQ4_1, kMvExt},
       {"Q5_0", "q5_0", 6, 32, 22, kGGMLMvRowsQ5_0, kGGMLMvPart, kGGMLWordQ5_0, kMvRows},
       {"Q5_1", "q5_1", 7, 32, 24, kGGMLMvRowsQ5_1, kGGMLMvPart, kGGMLWordQ5_1, kMvRows},
-      {"Q8_0", "q8_0", 8, 32, 34, kGGMLMvRowsQ8_0, kGGMLMvPart, kGGMLWordQ8_0, kMvExt},
+      {"Q8_0", "q8_0", 8, 32, 34, kGGMLMvRowsQ8_0, kGGMLMvPartQ8_0, kGGMLWordQ8_0, kMvExt},
       {"Q2_K", "q2_k", 10, 256, 84, kGGMLMvRowsQ2_K, kGGMLMvPartQ2_K, kGGMLWordQ2_K, kMvRows},
       {"Q3_K", "q3_k", 11, 256, 110, kGGMLMvRowsQ3_K, kGGMLMvPartQ3_K, kGGMLWordQ3_K, kMvRows},
       {"Q4_K", "q4_k", 12, 256, 144, kGGMLMvRowsQ4_K, kGGMLMvPartQ4_K, kGGMLWordQ4_K, kMvExt},
