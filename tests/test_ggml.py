@@ -235,7 +235,8 @@ def test_routing_follows_llama_cpp(rng):
     mul_mv_ext ran 1.1-2x slower on the H100)."""
     device = qmetal.default_device()
     wide_n = 64 * qmetal._core.affine_target_threadgroups(device)
-    cases = [(16, 1, "mul_mv"), (16, 2, "mul_mv"), (16, 8, "mul_mv"), (wide_n, 2, "mul_mv_ext_r2"),
+    cases = [(16, 1, "mul_mv"), (wide_n, 1, "mul_mv"), (16, 2, "mul_mv"), (16, 8, "mul_mv"),
+             (wide_n, 2, "mul_mv_ext_r2"),
              (wide_n, 4, "mul_mv_ext_r4"), (wide_n, 5, "mul_mv_ext_r3"), (wide_n, 8, "mul_mv_ext_r4"),
              (16, 9, "mul_mm")]
     for type_name in ("Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q2_K", "Q3_K", "Q6_K", "Q5_1"):

@@ -94,6 +94,7 @@ def ggml_kernel(M, K=256, N=64):
 
 def test_ggml_routing_at_the_thresholds():
     assert ggml_kernel(1).startswith("ggml_mul_mv_q8_0")
+    assert ggml_kernel(1, N=8192).startswith("ggml_mul_mv_q8_0")  # one row never takes the multi-row kernel
     assert ggml_kernel(2).startswith("ggml_mul_mv_q8_0")  # M mat-vecs in one grid
     assert ggml_kernel(GGML_EXT_ROWS).startswith("ggml_mul_mv_q8_0")
     assert ggml_kernel(GGML_EXT_ROWS, N=8192).startswith("ggml_mul_mv_ext_")  # a grid that fills the GPU

@@ -120,8 +120,8 @@ inline uint32_t mat_vec_threads(const Device& device, const std::string& kernel,
          std::min(mat_vec_slices(simdgroups, lane_steps, target_threadgroups(device)), fitting);
 }
 
-// Small batches (1 < M below the mat-mat threshold) of a type whose
-// multi-row mat-vec pays (GGMLType::mv_ext): whether to run M mat-vecs in
+// Small batches (M below the mat-mat threshold) of a type whose multi-row
+// mat-vec pays (GGMLType::mv_ext): whether to run M mat-vecs in
 // one grid rather than the kernel that reads each weight once for several
 // rows. While that grid stays within kGridFill times the target, its extra
 // rows fill idle cores and find the weights in the GPU's cache. On the H100
@@ -129,9 +129,10 @@ inline uint32_t mat_vec_threads(const Device& device, const std::string& kernel,
 // Llama shapes, this picked the faster of the two in all 16 cases at M = 2
 // and in 39 of 48 at M = 4, 6 and 8, the other 9 within 11%; rows up to
 // M = 4 whatever the grid (as before) lost up to 1.37x (Q8_0, 14336 x 4096).
+// One row is always a mat-vec: the multi-row kernel would leave rows idle.
 inline bool prefers_row_mat_vecs(uint32_t M, uint64_t threadgroups_per_row, uint64_t target_threadgroups) {
   constexpr uint64_t kGridFill = 2;
-  return threadgroups_per_row * M <= kGridFill * target_threadgroups;
+  return M == 1 || threadgroups_per_row * M <= kGridFill * target_threadgroups;
 }
 
 }  // namespace qmetal::planning
