@@ -82,10 +82,10 @@ std::string lower(std::string_view s) {
 // Q4_0, Q8_0 and Q5_K ran 1.1-1.5x faster as mul_mv_ext at M = 2..8 on
 // 14336 x 4096, Q4_K level (0.94-1.10); Q2_K, Q3_K and Q6_K ran 1.1-2x
 // slower on every Llama shape (their mul_mv_ext translation holds 168
-// registers, mul_mv 56-80: a third of the threads in flight per core). As
-// llama.cpp, which gates its mul_mv_ext by type too. Q5_0 and Q5_1 hold 200
-// (a select per value for their fifth bits), like the K-plane types; the
-// rest as Q4_0.
+// registers, mul_mv 56-80: a third of the threads in flight per core); so
+// did Q5_0 and Q5_1 at M = 4..8 (1.06-1.22x; 200 registers, a select per
+// value for their fifth bits). Q4_1 as Q4_0; F16 2.3-2.8x faster as
+// mul_mv_ext at M >= 4. As llama.cpp, which gates its mul_mv_ext by type too.
 const std::vector<GGMLType>& ggml_types() {
   using namespace qmetal_args;
   constexpr bool kMvExt = true, kMvRows = false;
